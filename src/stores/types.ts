@@ -1,0 +1,86 @@
+import type { Key } from './keys.js';
+
+export type { Key } from './keys.js';
+
+/** One item as listed by a store. */
+export interface Entry {
+  readonly key: Key;
+  /**
+   * Opaque version used for compare-and-swap. Equal versions mean equal content.
+   * Stores choose what is robust for them (content hash, ETag, blob id …).
+   */
+  readonly version: string;
+  /** Canonical content hash (see mirror/canonical.ts) when the store knows it cheaply. */
+  readonly hash?: string;
+}
+
+export interface Item extends Entry {
+  readonly data: Uint8Array;
+}
+
+/** A store object whose id is not a valid key: skipped and reported, never written to disk. */
+export interface SkippedItem {
+  readonly id: string;
+  readonly reason: string;
+}
+
+export interface Listing {
+  readonly entries: Entry[];
+  readonly skipped: SkippedItem[];
+}
+
+export interface PutOptions {
+  /** `undefined`: unconditional; `null`: must not exist; a string: current version must equal it. */
+  readonly ifVersion?: string | null;
+}
+
+export interface DeleteOptions {
+  /** `undefined`: unconditional; a string: current version must equal it (absent = success). */
+  readonly ifVersion?: string;
+}
+
+/** A change seen by a store watcher. `version` is set when the store knows it without a read. */
+export interface Change {
+  readonly key: Key;
+  readonly op: 'put' | 'delete';
+  readonly version?: string;
+  readonly hash?: string;
+}
+
+export interface WatchOptions {
+  /** Called after the first subscription and after every re-subscription (events may have been lost). */
+  onReady(): void;
+  /** Called when the subscription is lost; the watcher keeps retrying by itself. */
+  onError?(err: Error): void;
+}
+
+export type StopWatching = () => Promise<void>;
+
+/**
+ * The one contract the engine depends on.
+ *
+ * - Not-found is `null` from `get` and success from `delete`.
+ * - A failed precondition is a ConflictError; any other failure a StoreError.
+ * - Keys are validated before any I/O (InvalidKeyError).
+ * - Nothing runs in the background until `watch` is called.
+ */
+export interface Store {
+  readonly name: string;
+  /** A redacted description for logs and the state file (never contains secrets). */
+  readonly id: string;
+  /** Connect; create schema / directories / prefix. Idempotent. */
+  init(): Promise<void>;
+  list(): Promise<Listing>;
+  get(key: Key): Promise<Item | null>;
+  /** Exact bytes in, exact bytes back from `get` (PostgreSQL may re-serialise JSON; hashes stay equal). */
+  put(key: Key, data: Uint8Array, options?: PutOptions): Promise<Entry>;
+  /** Idempotent: deleting a missing key succeeds (unless `ifVersion` names a present, different version). */
+  delete(key: Key, options?: DeleteOptions): Promise<void>;
+  watch?(onChange: (change: Change) => void, options: WatchOptions): Promise<StopWatching>;
+  close(): Promise<void>;
+}
+
+/** What a store factory receives besides its own options. */
+export interface StoreContext {
+  readonly log?: import('pino').Logger;
+}
