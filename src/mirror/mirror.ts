@@ -1,0 +1,108 @@
+import { join } from 'node:path';
+import type { Key } from '../stores/keys.js';
+import type { SkippedItem } from '../stores/types.js';
+import { atomicWrite, ensureDir } from './atomic.js';
+import { validateContent } from './canonical.js';
+import { FileTree } from './tree.js';
+
+/** What the mirror holds for one key. */
+export type LocalState =
+  | { readonly present: false }
+  | { readonly present: true; readonly valid: true; readonly hash: string }
+  | { readonly present: true; readonly valid: false; readonly reason: string };
+
+export interface MirrorScan {
+  readonly items: Map<Key, LocalState>;
+  readonly skipped: SkippedItem[];
+}
+
+interface CacheEntry {
+  readonly sig: string;
+  readonly state: LocalState;
+}
+
+const ABSENT: LocalState = { present: false };
+
+/**
+ * The local directory the proxy reads. Owns `<root>/.credsync/` (state and conflicts) too.
+ * A stat-signature cache (inode, size, mtime, ctime in ns) spares re-hashing unchanged files on rescans;
+ * reads triggered by the watcher bypass it.
+ */
+export class Mirror {
+  readonly tree: FileTree;
+  readonly stateDir: string;
+  readonly conflictsDir: string;
+  private readonly cache = new Map<Key, CacheEntry>();
+
+  constructor(readonly root: string) {
+    this.tree = new FileTree(root);
+    this.stateDir = join(root, '.credsync');
+    this.conflictsDir = join(this.stateDir, 'conflicts');
+  }
+
+  async init(): Promise<void> {
+    await this.tree.init();
+    await ensureDir(this.stateDir);
+  }
+
+  /** Reads and judges one key. `fresh` skips the cache. Never throws for a missing file. */
+  async inspect(key: Key, fresh = true): Promise<{ state: LocalState; data?: Uint8Array }> {
+    const st = await this.tree.statOf(key);
+    if (!st || !st.isFile()) {
+      this.cache.delete(key);
+      return { state: ABSENT };
+    }
+    const sig = `${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+    const cached = this.cache.get(key);
+    if (!fresh && cached && cached.sig === sig) return { state: cached.state };
+    const data = await this.tree.read(key);
+    if (!data) {
+      this.cache.delete(key);
+      return { state: ABSENT };
+    }
+    const v = validateContent(key, data);
+    const state: LocalState = v.ok ? { present: true, valid: true, hash: v.hash } : { present: true, valid: false, reason: v.reason };
+    this.cache.set(key, { sig, state });
+    return { state, data };
+  }
+
+  async read(key: Key): Promise<Uint8Array | null> {
+    return this.tree.read(key);
+  }
+
+  /** Every item, judged. Uses the stat cache. */
+  async scan(): Promise<MirrorScan> {
+    const { files, skipped } = await this.tree.scan();
+    const items = new Map<Key, LocalState>();
+    for (const f of files) {
+      const { state } = await this.inspect(f.key, false);
+      if (state.present) items.set(f.key, state);
+    }
+    for (const k of [...this.cache.keys()]) if (!items.has(k)) this.cache.delete(k);
+    return { items, skipped };
+  }
+
+  /** Atomically writes content whose canonical hash the caller already knows. */
+  async write(key: Key, data: Uint8Array, hash: string): Promise<void> {
+    await this.tree.write(key, data);
+    const st = await this.tree.statOf(key);
+    if (st) this.cache.set(key, { sig: `${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`, state: { present: true, valid: true, hash } });
+  }
+
+  async remove(key: Key): Promise<void> {
+    await this.tree.remove(key);
+    this.cache.delete(key);
+  }
+
+  /**
+   * Keeps the losing copy of a conflict under `.credsync/conflicts/` (outside `auths/`, so the proxy
+   * never loads it). Returns the file's path.
+   */
+  async keepConflict(key: Key, side: 'local' | 'store', data: Uint8Array): Promise<string> {
+    const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+    const path = join(this.conflictsDir, `${stamp}.${side}.${key.replace(/\//g, '__')}`);
+    await atomicWrite(path, data);
+    return path;
+  }
+
+}
