@@ -72,6 +72,8 @@ export interface Store {
   init(): Promise<void>;
   list(): Promise<Listing>;
   get(key: Key): Promise<Item | null>;
+  /** Optional batch read: the items that exist among `keys` (missing ones are left out). */
+  getMany?(keys: Key[]): Promise<Item[]>;
   /** Exact bytes in, exact bytes back from `get` (PostgreSQL may re-serialise JSON; hashes stay equal). */
   put(key: Key, data: Uint8Array, options?: PutOptions): Promise<Entry>;
   /** Idempotent: deleting a missing key succeeds (unless `ifVersion` names a present, different version). */

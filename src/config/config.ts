@@ -1,0 +1,146 @@
+import { resolve } from 'node:path';
+import { existsSync } from 'node:fs';
+import { z } from 'zod';
+import { ConfigError } from '../stores/errors.js';
+import { CONFLICT_POLICIES, type ConflictPolicy } from '../engine/conflict.js';
+import { parseDeleteLimit, type DeleteLimit } from '../engine/guard.js';
+import { loadEnv, type EnvLookup } from './env.js';
+import { defaultLocalDir, describeStore, parseStoreUrl, storeFromEnv, type StoreSpec } from './store-spec.js';
+
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** Command-line flags (all optional); they win over environment and `.env`. */
+export interface Flags {
+  store?: string;
+  localDir?: string;
+  httpAddr?: string;
+  logLevel?: string;
+  conflict?: string;
+  maxDelete?: string;
+  seedConfig?: string;
+}
+
+export interface Config {
+  readonly store: StoreSpec;
+  /** Redacted store description for logs and output. */
+  readonly storeLabel: string;
+  /** Which setting chose the store (flag, variable, or the built-in default). */
+  readonly storeSource: string;
+  readonly localDir: string;
+  readonly http: { readonly host: string; readonly port: number } | null;
+  readonly logLevel: LogLevel;
+  readonly conflict: ConflictPolicy;
+  readonly maxDelete: DeleteLimit;
+  readonly debounceMs: number;
+  readonly reconcileIntervalMs: number;
+  readonly shutdownTimeoutMs: number;
+  readonly seedConfig?: string;
+  /** True when nothing chose a store: the built-in directory store under ./data/. */
+  readonly isDefault: boolean;
+}
+
+export const DEFAULT_HTTP_ADDR = '127.0.0.1:8319';
+
+/** `500ms`, `10s`, `5m`, `1h`; a bare number is seconds. */
+export function parseDuration(name: string, raw: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(raw.trim());
+  if (!m) throw new ConfigError(`${name} ${raw}: expected a duration like 500ms, 10s, 5m or 1h`);
+  const mult = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(m[2] ?? 's') as 'ms' | 's' | 'm' | 'h'];
+  return Math.round(Number(m[1]) * mult);
+}
+
+/** `host:port`, `:port` (all interfaces), or `off` to disable the HTTP server. */
+export function parseHttpAddr(name: string, raw: string): Config['http'] {
+  const s = raw.trim();
+  if (s === 'off' || s === 'false' || s === 'none') return null;
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(s);
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535) throw new ConfigError(`${name} ${raw}: expected host:port (e.g. 127.0.0.1:8319, :8319) or off`);
+  return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
+}
+
+function pick<T extends string>(name: string, raw: string, allowed: readonly T[]): T {
+  const r = z.enum(allowed as unknown as [T, ...T[]]).safeParse(raw);
+  if (!r.success) throw new ConfigError(`${name} ${raw}: expected one of ${allowed.join(', ')}`);
+  return r.data;
+}
+
+/**
+ * flags > environment > `.env` > defaults. Throws ConfigError (exit code 2) naming the flag or
+ * variable at fault. Pure apart from reading `.env` and checking the seed file exists.
+ */
+export function resolveConfig(flags: Flags, opts: { cwd?: string; env?: NodeJS.ProcessEnv; lookup?: EnvLookup } = {}): Config {
+  const cwd = opts.cwd ?? process.cwd();
+  const env = opts.lookup ?? loadEnv(cwd, opts.env ?? process.env);
+  const setting = (flag: string | undefined, flagName: string, envName: string): { raw: string; name: string } | undefined => {
+    if (flag !== undefined && flag.trim() !== '') return { raw: flag.trim(), name: flagName };
+    const v = env(envName);
+    return v === undefined ? undefined : { raw: v, name: envName };
+  };
+
+  let store: StoreSpec;
+  let storeSource: string;
+  let isDefault = false;
+  const url = setting(flags.store, '--store', 'CREDSYNC_STORE');
+  if (url) {
+    store = parseStoreUrl(url.raw, env, cwd);
+    storeSource = url.name;
+  } else {
+    const fromEnv = storeFromEnv(env);
+    if (fromEnv) {
+      store = fromEnv.spec;
+      storeSource = fromEnv.source;
+    } else {
+      store = { kind: 'dir', path: resolve(cwd, env('WRITABLE_PATH') ?? cwd, 'data/store') };
+      storeSource = 'default';
+      isDefault = true;
+    }
+  }
+
+  const local = setting(flags.localDir, '--local-dir', 'CREDSYNC_LOCAL_DIR');
+  const localDir = local ? resolve(cwd, local.raw) : defaultLocalDir(store, env, cwd);
+  if (store.kind === 'dir' && resolve(store.path) === resolve(localDir)) {
+    throw new ConfigError(`local dir ${localDir}: is the store directory itself; give the mirror its own directory`);
+  }
+
+  const http = setting(flags.httpAddr, '--http-addr', 'CREDSYNC_HTTP_ADDR');
+  const level = setting(flags.logLevel, '--log-level', 'CREDSYNC_LOG_LEVEL');
+  const conflict = setting(flags.conflict, '--conflict', 'CREDSYNC_CONFLICT');
+  const maxDelete = setting(flags.maxDelete, '--max-delete', 'CREDSYNC_MAX_DELETE');
+  const debounce = env('CREDSYNC_DEBOUNCE');
+  const interval = env('CREDSYNC_RECONCILE_INTERVAL');
+  const shutdown = env('CREDSYNC_SHUTDOWN_TIMEOUT');
+  const seed = setting(flags.seedConfig, '--seed-config', 'CREDSYNC_SEED_CONFIG');
+
+  const reconcileIntervalMs = interval ? parseDuration('CREDSYNC_RECONCILE_INTERVAL', interval) : 60_000;
+  if (reconcileIntervalMs < 1000) throw new ConfigError(`CREDSYNC_RECONCILE_INTERVAL ${interval}: must be at least 1s`);
+  let seedConfig: string | undefined;
+  if (seed) seedConfig = resolve(cwd, seed.raw);
+  else if (existsSync(resolve(cwd, 'config.example.yaml'))) seedConfig = resolve(cwd, 'config.example.yaml');
+
+  return {
+    store,
+    storeLabel: describeStore(store),
+    storeSource,
+    localDir,
+    http: http ? parseHttpAddr(http.name, http.raw) : parseHttpAddr('default', DEFAULT_HTTP_ADDR),
+    logLevel: level ? pick(level.name, level.raw, LOG_LEVELS) : 'info',
+    conflict: conflict ? pick(conflict.name, conflict.raw, CONFLICT_POLICIES) : 'newest',
+    maxDelete: maxDelete ? withName(maxDelete.name, () => parseDeleteLimit(maxDelete.raw)) : { percent: 50 },
+    debounceMs: debounce ? parseDuration('CREDSYNC_DEBOUNCE', debounce) : 25,
+    reconcileIntervalMs,
+    shutdownTimeoutMs: shutdown ? parseDuration('CREDSYNC_SHUTDOWN_TIMEOUT', shutdown) : 10_000,
+    seedConfig,
+    isDefault,
+  };
+}
+
+function withName<T>(name: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    if (err instanceof ConfigError) throw new ConfigError(err.message.replace(/^--max-delete/, name), { cause: err });
+    throw err;
+  }
+}

@@ -1,0 +1,23 @@
+import type { StoreSpec } from '../config/store-spec.js';
+import { ConfigError } from './errors.js';
+import type { Store, StoreContext } from './types.js';
+
+/**
+ * Store spec → store instance. Concrete stores are loaded with dynamic `import()` so that, for
+ * example, a directory-store user never loads the PostgreSQL driver. Does not connect (call `init`).
+ */
+export async function openStore(spec: StoreSpec, ctx: StoreContext = {}): Promise<Store> {
+  switch (spec.kind) {
+    case 'dir': {
+      const { createDirStore } = await import('./dir.js');
+      return createDirStore({ path: spec.path, log: ctx.log });
+    }
+    case 'postgres': {
+      const { createPostgresStore } = await import('./postgres.js');
+      return createPostgresStore({ dsn: spec.dsn, schema: spec.schema, log: ctx.log });
+    }
+    case 's3':
+    case 'git':
+      throw new ConfigError(`store ${spec.kind}: not available in this version of credsync (supported: file://, postgres://)`);
+  }
+}
