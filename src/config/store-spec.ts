@@ -24,8 +24,10 @@ export const LOCAL_SUBDIR: Record<StoreSpec['kind'], string> = { postgres: 'pgst
 export function redactUrl(raw: string): string {
   try {
     const u = new URL(raw);
+    const secretParams = [...u.searchParams.keys()].filter((k) => /pass|secret|token|key/i.test(k));
+    if (!u.password && secretParams.length === 0) return raw; // nothing to hide: show it as the user wrote it
     if (u.password) u.password = '***';
-    for (const k of [...u.searchParams.keys()]) if (/pass|secret|token|key/i.test(k)) u.searchParams.set(k, '***');
+    for (const k of secretParams) u.searchParams.set(k, '***');
     return u.toString();
   } catch {
     return raw.replace(/\/\/([^:/@]+):[^@/]*@/, '//$1:***@');
