@@ -699,6 +699,33 @@ export function createPostgresStore(options: PostgresStoreOptions): Store {
       return item;
     },
 
+    /** One round trip for many keys (cold start, bursts). Missing keys are left out. */
+    async getMany(keys: Key[]): Promise<Item[]> {
+      const ids: string[] = [];
+      let wantConfig = false;
+      for (const key of keys) {
+        const t = target(key);
+        if (t.table === 'config') wantConfig = true;
+        else ids.push(t.id);
+      }
+      let rows: postgres.RowList<postgres.Row[]>;
+      try {
+        rows = await sql().unsafe(
+          `SELECT 'auth' AS t, id, content::text AS c, ${versionExpr} AS v FROM ${AUTH_TABLE} WHERE id IN (SELECT jsonb_array_elements_text(($1::text)::jsonb))` +
+            (wantConfig ? ` UNION ALL SELECT 'config' AS t, id, content AS c, ${versionExpr} AS v FROM ${CONFIG_TABLE} WHERE id = $2` : ''),
+          wantConfig ? [JSON.stringify(ids), CONFIG_ID] : [JSON.stringify(ids)],
+        );
+      } catch (err) {
+        throw fail('getMany', undefined, err);
+      }
+      return rows.map((r) => {
+        const key = r.t === 'config' ? CONFIG_KEY : AUTH_PREFIX + (r.id as string);
+        const data = new Uint8Array(Buffer.from(r.c as string, 'utf8'));
+        const hash = contentHash(key, data);
+        return hash ? { key, version: r.v as string, data, hash } : { key, version: r.v as string, data };
+      });
+    },
+
     async put(key: Key, data: Uint8Array, opts?: PutOptions): Promise<Entry> {
       const t = target(key);
       const content = encodeContent(key, t, data);

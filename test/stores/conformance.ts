@@ -174,6 +174,22 @@ export function storeConformance(name: string, open: () => Promise<StoreFixture>
       }
     });
 
+    it('getMany returns what get returns, leaving out missing keys', async (ctx) => {
+      if (!fx.store.getMany) ctx.skip();
+      await fx.store.put('auths/a.json', enc('{"a":1}'));
+      await fx.store.put('auths/t/b.json', enc('{"b":2}'));
+      await fx.store.put('config/config.yaml', enc('p: 1\n'));
+      const many = await fx.store.getMany!(['auths/a.json', 'auths/t/b.json', 'config/config.yaml', 'auths/missing.json']);
+      const byKey = new Map(many.map((i) => [i.key, i]));
+      expect([...byKey.keys()].sort()).toEqual(['auths/a.json', 'auths/t/b.json', 'config/config.yaml']);
+      for (const k of byKey.keys()) {
+        const one = await fx.store.get(k);
+        expect(byKey.get(k)!.version).toBe(one!.version);
+        expect(text(byKey.get(k)!.data)).toBe(text(one!.data));
+      }
+      await expect(fx.store.getMany!(['../x.json'])).rejects.toBeInstanceOf(InvalidKeyError);
+    });
+
     it('init is idempotent and keeps existing items', async () => {
       await fx.store.put('auths/keep.json', enc('{"k":1}'));
       await fx.store.init();
