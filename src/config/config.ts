@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { ConfigError } from '../stores/errors.js';
 import { CONFLICT_POLICIES, type ConflictPolicy } from '../engine/conflict.js';
 import { parseDeleteLimit, type DeleteLimit } from '../engine/guard.js';
-import { loadEnv, type EnvLookup } from './env.js';
+import { loadEnv, type EnvLookup, type EnvVar } from './env.js';
 import { defaultLocalDir, describeStore, parseStoreUrl, storeFromEnv, type StoreSpec } from './store-spec.js';
 
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
@@ -73,7 +73,7 @@ function pick<T extends string>(name: string, raw: string, allowed: readonly T[]
 export function resolveConfig(flags: Flags, opts: { cwd?: string; env?: NodeJS.ProcessEnv; lookup?: EnvLookup } = {}): Config {
   const cwd = opts.cwd ?? process.cwd();
   const env = opts.lookup ?? loadEnv(cwd, opts.env ?? process.env);
-  const setting = (flag: string | undefined, flagName: string, envName: string): { raw: string; name: string } | undefined => {
+  const setting = (flag: string | undefined, flagName: string, envName: EnvVar): { raw: string; name: string } | undefined => {
     if (flag !== undefined && flag.trim() !== '') return { raw: flag.trim(), name: flagName };
     const v = env(envName);
     return v === undefined ? undefined : { raw: v, name: envName };

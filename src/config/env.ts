@@ -4,7 +4,7 @@ import { parse as parseDotenv } from 'dotenv';
 import { ConfigError } from '../stores/errors.js';
 
 /** Reads variables like CLIProxyAPI: UPPER or lower case name; empty or whitespace-only counts as unset. */
-export type EnvLookup = (name: string) => string | undefined;
+export type EnvLookup = (name: EnvVar) => string | undefined;
 
 /**
  * `.env` in `cwd` first, real environment variables winning over it. A missing `.env` is fine;
