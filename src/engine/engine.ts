@@ -10,6 +10,7 @@ import { allowedDeletes, DeleteWindow, formatDeleteLimit, type DeleteLimit } fro
 import { StateFile, type BaseEntry } from './state.js';
 import { watchTree } from '../mirror/watcher.js';
 import { readFile } from 'node:fs/promises';
+import { forEachLimit } from './limit.js';
 
 /** Receives counters and gauges; the HTTP layer implements it with prom-client. */
 export interface EngineObserver {
@@ -103,6 +104,7 @@ const isOutage = (err: unknown): boolean => err instanceof StoreError && !(err i
 const MAX_CAS_RETRIES = 3;
 const FETCH_BATCH = 500;
 const FETCH_PARALLEL = 8;
+const EXECUTE_PARALLEL = 16;
 
 /**
  * The sync engine: three-way reconcile of mirror (L) against store (R) with the remembered base (B).
@@ -234,14 +236,9 @@ export class Engine {
       }
       return out;
     }
-    let next = 0;
-    const worker = async (): Promise<void> => {
-      while (next < keys.length) {
-        const k = keys[next++]!;
-        out.set(k, await this.o.store.get(k));
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(FETCH_PARALLEL, keys.length) }, worker));
+    await forEachLimit(keys, FETCH_PARALLEL, async (k) => {
+      out.set(k, await this.o.store.get(k));
+    });
     return out;
   }
 
@@ -466,39 +463,40 @@ export class Engine {
   /** Runs planned actions; a CAS conflict or a concurrent local write re-plans that key (bounded). */
   private async executeAll(plans: Plan[], mode: SyncMode, report: ReconcileReport, since?: Map<Key, number>): Promise<void> {
     this.currentMode = mode;
-    for (const plan of plans) {
-      let p: Plan | undefined = plan;
-      for (let attempt = 0; p; attempt++) {
-        try {
-          const r = await this.execute(p, report, since?.get(p.key));
-          if (r === 'done') break;
-        } catch (err) {
-          if (err instanceof ConflictError) {
-            this.log.info({ key: p.key }, `${errorMessage(err)}; re-reading and retrying`);
-          } else if (isOutage(err)) {
-            if (p.action === 'push' || p.action === 'delete-store' || p.action === 'conflict') this.state.markPending(p.key, errorMessage(err));
-            throw err;
-          } else if (err instanceof InvalidKeyError) {
-            this.reject({ key: p.key, source: 'local', reason: err.reason });
-            break;
-          } else {
-            report.errors.push({ key: p.key, error: errorMessage(err) });
-            this.log.error({ key: p.key, err: errorMessage(err) }, `sync ${p.key}: ${errorMessage(err)}`);
-            break;
-          }
-        }
-        if (attempt >= MAX_CAS_RETRIES) {
-          report.errors.push({ key: p.key, error: 'kept changing while syncing; will retry' });
-          this.dirty.set(p.key, Date.now());
-          break;
-        }
-        const [next] = await this.planKeys([p.key]);
-        p = next;
-        if (p) {
-          const [g] = [p];
-          await this.guard([g], mode, this.lastStoreCount, report);
+    // Keys are independent: run them concurrently (bounded), so a cold start or a burst is not one
+    // fsync-bound file after another. An outage stops new work and fails the pass.
+    await forEachLimit(plans, EXECUTE_PARALLEL, (plan) => this.executeOne(plan, mode, report, since?.get(plan.key)));
+  }
+
+  /** Runs one plan; a CAS conflict or a concurrent local write re-plans that key (bounded). */
+  private async executeOne(plan: Plan, mode: SyncMode, report: ReconcileReport, since?: number): Promise<void> {
+    let p: Plan | undefined = plan;
+    for (let attempt = 0; p; attempt++) {
+      try {
+        const r = await this.execute(p, report, since);
+        if (r === 'done') return;
+      } catch (err) {
+        if (err instanceof ConflictError) {
+          this.log.info({ key: p.key }, `${errorMessage(err)}; re-reading and retrying`);
+        } else if (isOutage(err)) {
+          if (p.action === 'push' || p.action === 'delete-store' || p.action === 'conflict') this.state.markPending(p.key, errorMessage(err));
+          throw err;
+        } else if (err instanceof InvalidKeyError) {
+          this.reject({ key: p.key, source: 'local', reason: err.reason });
+          return;
+        } else {
+          report.errors.push({ key: p.key, error: errorMessage(err) });
+          this.log.error({ key: p.key, err: errorMessage(err) }, `sync ${p.key}: ${errorMessage(err)}`);
+          return;
         }
       }
+      if (attempt >= MAX_CAS_RETRIES) {
+        report.errors.push({ key: p.key, error: 'kept changing while syncing; will retry' });
+        this.dirty.set(p.key, Date.now());
+        return;
+      }
+      [p] = await this.planKeys([p.key]);
+      if (p) await this.guard([p], mode, this.lastStoreCount, report);
     }
   }
 

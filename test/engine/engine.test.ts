@@ -1,5 +1,5 @@
 import { describe, it, expect, afterEach } from 'vitest';
-import { readdir, stat, symlink, writeFile, mkdir, rm } from 'node:fs/promises';
+import { readdir, rename, stat, symlink, writeFile, mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { makeEngine, auth, type Harness } from './harness.js';
 import { createDirStore } from '../../src/stores/dir.js';
@@ -459,6 +459,28 @@ describe('engine: the daemon loop', () => {
     expect((await x.local.stat(B)).mtimeMs).toBe(mB);
     expect((await stat(join(x.storePath, A))).mtimeMs).toBe(sA);
     expect(x.lines.slice(lines).filter((l) => /^(push|pull) /.test(l.msg))).toEqual([]);
+  });
+
+  it('keeps watching after auths/ is removed and recreated (no wait for the periodic rescan)', async () => {
+    const x = await h({ reconcileIntervalMs: 600_000 });
+    for (const k of [A, B, C]) await x.remote.put(k, auth({ k }));
+    await x.engine.start();
+    await waitFor('ready', () => x.engine.ready);
+    // Vanish in one step: a recursive rm would race with the daemon restoring the files.
+    await rename(join(x.mirrorPath, 'auths'), join(x.tmp.path, 'auths.gone'));
+    await waitFor('restored', async () => (await x.local.get(A)) !== null && (await x.local.get(C)) !== null);
+    await x.local.put('auths/new.json', auth({ fresh: true }));
+    await waitFor('new file pushed', async () => (await x.remote.get('auths/new.json')) !== null, 3000);
+    for (const k of [A, B, C]) expect(await x.remote.get(k)).not.toBeNull();
+  });
+
+  it('notices files in an auths/ directory created after start', async () => {
+    const x = await h({ reconcileIntervalMs: 600_000 });
+    await rm(join(x.mirrorPath, 'auths'), { recursive: true, force: true });
+    await x.engine.start();
+    await waitFor('ready', () => x.engine.ready);
+    await x.local.put('auths/team/late.json', auth({ late: true }));
+    await waitFor('pushed', async () => (await x.remote.get('auths/team/late.json')) !== null, 3000);
   });
 
   it('stop() flushes a change made just before it', async () => {
