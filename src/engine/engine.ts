@@ -296,6 +296,9 @@ export class Engine {
         if (reason) {
           this.log.error({ count: auths.length, keys: auths.slice(0, 20).map((p) => p.key) }, `reconcile ${this.o.mirror.root}: ${reason}`);
           for (const p of auths) restore(p, reason);
+          // Refused deletions count too: the rest of the same burst, arriving in a later watcher
+          // batch after some files were restored, must not slip under the limit.
+          this.storeDeletes.record(auths.length);
         }
       }
     }
@@ -309,6 +312,7 @@ export class Engine {
         const reason = `the store lost ${wouldBe} of ${baseCount} items: more than --max-delete ${formatDeleteLimit(this.o.maxDelete)}; keeping the local files (the store may have been wiped or replaced)`;
         this.log.error({ count: localDel.length, keys: localDel.slice(0, 20).map((p) => p.key) }, `reconcile ${this.o.store.id}: ${reason}`);
         for (const p of localDel) hold(p, reason);
+        this.localDeletes.record(localDel.length);
       }
     }
 

@@ -25,8 +25,8 @@ export function allowedDeletes(limit: DeleteLimit, total: number): number {
 }
 
 /**
- * Counts deletions over a sliding window, so a burst that arrives as several watcher batches is
- * judged as one reconcile.
+ * Counts deletions — carried out or refused — over a sliding window, so a burst that arrives as
+ * several watcher batches is judged as one reconcile.
  */
 export class DeleteWindow {
   private readonly times: number[] = [];

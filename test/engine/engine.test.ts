@@ -318,6 +318,21 @@ describe('engine: deletion is intentional', () => {
     for (const k of keys) expect(await x.remote.get(k)).not.toBeNull();
   });
 
+  it('judges a vanished mirror whose deletions arrive in several batches as one burst', async () => {
+    const x = await h();
+    for (const k of [A, B, C]) await x.local.put(k, auth({ k }));
+    await x.engine.reconcile();
+    await rename(join(x.mirrorPath, 'auths'), join(x.tmp.path, 'gone'));
+    const first = await x.engine.reconcile(); // refused: auths/ is missing; files restored
+    expect(first.deletedStore).toEqual([]);
+    // The rest of the same burst shows up after the restore (e.g. a nested directory's events).
+    await x.local.rm(B);
+    const second = await x.engine.reconcile();
+    expect(second.deletedStore).toEqual([]);
+    expect(second.held.map((h2) => h2.key)).toEqual([B]);
+    for (const k of [A, B, C]) expect(await x.remote.get(k)).not.toBeNull();
+  });
+
   it('an absolute --max-delete count allows an intentional bulk delete', async () => {
     const x = await h({ maxDelete: { count: 10 } });
     const keys = ['auths/1.json', 'auths/2.json', 'auths/3.json', 'auths/4.json'];
