@@ -76,30 +76,19 @@ function buildProgram(setCode: (code: number) => void): Command {
       setCode(await runDaemon(config, log, shutdownSignal()));
     });
 
-  common(program.command('pull'))
-    .description('one reconcile that only brings store → mirror (init containers); never deletes in the store')
-    .option('--if-empty', 'do nothing when the mirror already holds a config or a credential')
-    .option('--json', 'machine-readable report on stdout')
-    .action(async (opts: CommonOpts) => {
+  const oneShot: Array<{ mode: 'pull' | 'push' | 'sync'; description: string }> = [
+    { mode: 'pull', description: 'one reconcile that only brings store → mirror (init containers); never deletes in the store' },
+    { mode: 'push', description: 'one reconcile that only brings mirror → store' },
+    { mode: 'sync', description: 'one full two-way reconcile, then exit' },
+  ];
+  for (const { mode, description } of oneShot) {
+    const cmd = common(program.command(mode)).description(description);
+    if (mode === 'pull') cmd.option('--if-empty', 'do nothing when the mirror already holds a config or a credential');
+    cmd.option('--json', 'machine-readable report on stdout').action(async (opts: CommonOpts) => {
       const { config, log } = setup(opts);
-      setCode(await runOnce('pull', config, log, { json: opts.json, ifEmpty: opts.ifEmpty }, out));
+      setCode(await runOnce(mode, config, log, { json: opts.json, ifEmpty: opts.ifEmpty }, out));
     });
-
-  common(program.command('push'))
-    .description('one reconcile that only brings mirror → store')
-    .option('--json', 'machine-readable report on stdout')
-    .action(async (opts: CommonOpts) => {
-      const { config, log } = setup(opts);
-      setCode(await runOnce('push', config, log, { json: opts.json }, out));
-    });
-
-  common(program.command('sync'))
-    .description('one full two-way reconcile, then exit')
-    .option('--json', 'machine-readable report on stdout')
-    .action(async (opts: CommonOpts) => {
-      const { config, log } = setup(opts);
-      setCode(await runOnce('sync', config, log, { json: opts.json }, out));
-    });
+  }
 
   common(program.command('status'))
     .description('per item: in sync / local only / store only / differs / rejected, plus pending pushes; changes nothing')
