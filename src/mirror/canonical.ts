@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { parse as parseYaml } from 'yaml';
+import { parseDocument } from 'yaml';
 import { keyKind, type Key } from '../stores/keys.js';
 
 /**
@@ -56,7 +56,9 @@ export function parseAuth(data: Uint8Array): { ok: true; value: Record<string, u
   try {
     value = JSON.parse(text);
   } catch (err) {
-    return { ok: false, reason: `not valid JSON (${(err as Error).message})` };
+    // Never the parser's message: V8 quotes the text around the error, which may be a token.
+    const at = /at position (\d+)/.exec((err as Error).message);
+    return { ok: false, reason: at ? `not valid JSON (error at byte ${at[1]})` : 'not valid JSON' };
   }
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
     const what = Array.isArray(value) ? 'an array' : value === null ? 'null' : `a ${typeof value}`;
@@ -69,11 +71,19 @@ function validateConfig(data: Uint8Array): Validation {
   const text = decode(data);
   if (text === null) return { ok: false, reason: 'not valid UTF-8' };
   if (text.trim() === '') return { ok: false, reason: 'empty file' };
+  // parseDocument collects errors and warnings instead of printing them: the yaml library's warnings
+  // and messages quote source lines, which may hold API keys. Reasons carry codes and positions only.
+  const parsed = parseDocument(text, { uniqueKeys: false, prettyErrors: false });
+  const first = parsed.errors[0];
+  if (first) {
+    const pos = first.linePos?.[0];
+    return { ok: false, reason: `not valid YAML (${first.code}${pos ? ` at line ${pos.line}, column ${pos.col}` : ''})` };
+  }
   let doc: unknown;
   try {
-    doc = parseYaml(text, { uniqueKeys: false });
-  } catch (err) {
-    return { ok: false, reason: `not valid YAML (${(err as Error).message.split('\n')[0]})` };
+    doc = parsed.toJS({ maxAliasCount: 1000 });
+  } catch {
+    return { ok: false, reason: 'not valid YAML (unresolved or excessive aliases)' };
   }
   if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) {
     return { ok: false, reason: 'not a YAML mapping' };

@@ -45,6 +45,15 @@ describe('canonical hashing', () => {
     if (!y.ok) expect(y.reason).toMatch(/^not valid YAML \(/);
   });
 
+  it('never quotes the content in a reason (it may be a token or an API key)', () => {
+    const j = validateContent('auths/x.json', b('{"refresh_token": ya29LEAKCAFE, "a": 1}'));
+    expect(j).toEqual({ ok: false, reason: 'not valid JSON' });
+    for (const y of ['a: *sk-LEAKALIAS\n', 'k: !!int sk-LEAKINT\n', '%LEAKDIRECTIVE x\n---\na: 1\n', 'a: [sk-LEAK, 2\n']) {
+      const v = validateContent('config/config.yaml', b(y));
+      if (!v.ok) expect(v.reason).not.toMatch(/LEAK/);
+    }
+  });
+
   it('rejects bytes that are not UTF-8', () => {
     const v = validateContent('auths/x.json', new Uint8Array([0x7b, 0xff, 0x7d]));
     expect(v).toEqual({ ok: false, reason: 'not valid UTF-8' });
