@@ -1,12 +1,10 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
+// Command modules are imported when their command runs: `--help` and one-shot commands stay quick.
 import { resolveConfig, type Config, type Flags, LOG_LEVELS } from './config/config.js';
 import { createLogger } from './log.js';
 import { ConfigError, InvalidKeyError, VerificationError, errorMessage } from './stores/errors.js';
-import { runDaemon } from './commands/run.js';
-import { runOnce } from './commands/once.js';
-import { runStatus } from './commands/status.js';
 
 /** Exit codes (also in --help and README). */
 export const EXIT = { ok: 0, failure: 1, usage: 2, verification: 3 } as const;
@@ -73,6 +71,7 @@ function buildProgram(setCode: (code: number) => void): Command {
     .option('--http-addr <addr>', 'health/readiness/metrics listener host:port, or off (env CREDSYNC_HTTP_ADDR; default 127.0.0.1:8319)')
     .action(async (opts: CommonOpts) => {
       const { config, log } = setup(opts);
+      const { runDaemon } = await import('./commands/run.js');
       setCode(await runDaemon(config, log, shutdownSignal()));
     });
 
@@ -86,6 +85,7 @@ function buildProgram(setCode: (code: number) => void): Command {
     if (mode === 'pull') cmd.option('--if-empty', 'do nothing when the mirror already holds a config or a credential');
     cmd.option('--json', 'machine-readable report on stdout').action(async (opts: CommonOpts) => {
       const { config, log } = setup(opts);
+      const { runOnce } = await import('./commands/once.js');
       setCode(await runOnce(mode, config, log, { json: opts.json, ifEmpty: opts.ifEmpty }, out));
     });
   }
@@ -95,6 +95,7 @@ function buildProgram(setCode: (code: number) => void): Command {
     .option('--json', 'machine-readable output on stdout')
     .action(async (opts: CommonOpts) => {
       const { config, log } = setup({ ...opts, logLevel: opts.logLevel ?? 'warn' });
+      const { runStatus } = await import('./commands/status.js');
       setCode(await runStatus(config, log, { json: opts.json }, out));
     });
 

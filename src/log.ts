@@ -1,5 +1,8 @@
+import { createRequire } from 'node:module';
 import { pino, type Logger, type LevelWithSilent } from 'pino';
-import pretty from 'pino-pretty';
+import type { PrettyOptions } from 'pino-pretty';
+
+const require = createRequire(import.meta.url);
 
 /**
  * Field paths that may carry secrets. Token contents are never logged on purpose; this is the
@@ -17,6 +20,8 @@ export function createLogger(level: LevelWithSilent = 'info', opts: { pretty?: b
   const options = { level, base: { pid: process.pid }, redact: { paths: REDACT_PATHS, censor: '[redacted]' } };
   const usePretty = opts.pretty ?? Boolean(process.stderr.isTTY);
   if (usePretty) {
+    // Loaded only for a terminal: it is the heaviest module of a one-shot command.
+    const pretty = require('pino-pretty') as (o: PrettyOptions) => NodeJS.WritableStream;
     return pino(options, pretty({ destination: 2, sync: true, ignore: 'pid,hostname', translateTime: 'SYS:HH:MM:ss.l' }));
   }
   return pino(options, pino.destination({ fd: 2, sync: true }));

@@ -744,11 +744,6 @@ export class Engine {
     return ok;
   }
 
-  /** The mirror's items as judged now (no store access). */
-  async mirrorScan(): Promise<import('../mirror/mirror.js').MirrorScan> {
-    return this.o.mirror.scan();
-  }
-
   async close(): Promise<void> {
     await this.o.store.close();
   }

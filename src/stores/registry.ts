@@ -10,7 +10,7 @@ export async function openStore(spec: StoreSpec, ctx: StoreContext = {}): Promis
   switch (spec.kind) {
     case 'dir': {
       const { createDirStore } = await import('./dir.js');
-      return createDirStore({ path: spec.path, log: ctx.log });
+      return createDirStore({ path: spec.path, log: ctx.log, debounceMs: ctx.debounceMs });
     }
     case 'postgres': {
       const { createPostgresStore } = await import('./postgres.js');

@@ -85,4 +85,6 @@ export interface Store {
 /** What a store factory receives besides its own options. */
 export interface StoreContext {
   readonly log?: import('pino').Logger;
+  /** Quiet time for stores that watch files (the directory store). */
+  readonly debounceMs?: number;
 }

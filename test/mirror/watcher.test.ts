@@ -1,0 +1,61 @@
+import { describe, it, expect } from 'vitest';
+import { rename, writeFile, mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { FileTree } from '../../src/mirror/tree.js';
+import { watchTree } from '../../src/mirror/watcher.js';
+import { tempDir } from '../support/tmp.js';
+import { sleep, waitFor } from '../support/wait.js';
+
+describe('mirror watcher', () => {
+  it('reports a second write that chokidar throttles away (two writes within 50 ms)', async () => {
+    const d = await tempDir();
+    const tree = new FileTree(d.path);
+    await tree.init();
+    await mkdir(join(d.path, 'auths'), { recursive: true });
+    await writeFile(join(d.path, 'auths/x.json'), '{"v":0}');
+    const reads: string[] = [];
+    const stop = await watchTree(tree, {
+      debounceMs: 10,
+      onKeys: (keys) => {
+        for (const k of keys) void tree.read(k).then((b) => reads.push(Buffer.from(b!).toString()));
+      },
+    });
+    try {
+      for (let round = 1; round <= 5; round++) {
+        const p = join(d.path, 'auths/x.json');
+        const write = async (v: number): Promise<void> => {
+          await writeFile(p + '.w', `{"v":${v}}`);
+          await rename(p + '.w', p);
+        };
+        await write(round * 10 + 1);
+        await sleep(30); // inside chokidar's 50 ms throttle window, after our 10 ms debounce fired
+        await write(round * 10 + 2);
+        await waitFor(`round ${round}: last write seen`, () => reads.at(-1) === `{"v":${round * 10 + 2}}`, 2000);
+        await sleep(100);
+      }
+    } finally {
+      await stop();
+      await d.remove();
+    }
+  });
+
+  it('reports files under a new nested directory and ignores temp files', async () => {
+    const d = await tempDir();
+    const tree = new FileTree(d.path);
+    await tree.init();
+    const seen = new Set<string>();
+    const stop = await watchTree(tree, { debounceMs: 10, onKeys: (keys) => keys.forEach((k) => seen.add(k)) });
+    try {
+      await mkdir(join(d.path, 'auths/team'), { recursive: true });
+      await writeFile(join(d.path, 'auths/team/a.json'), '{}');
+      await writeFile(join(d.path, 'auths/.credsync-abc.tmp'), '{}');
+      await writeFile(join(d.path, 'auths/notes.txt'), 'x');
+      await waitFor('nested file reported', () => seen.has('auths/team/a.json'));
+      await sleep(150);
+      expect([...seen]).toEqual(['auths/team/a.json']);
+    } finally {
+      await stop();
+      await d.remove();
+    }
+  });
+});
