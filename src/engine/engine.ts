@@ -242,17 +242,21 @@ export class Engine {
     return out;
   }
 
-  private async planKeys(keys: Key[]): Promise<Plan[]> {
+  /**
+   * Plans the given keys. A key whose local file equals the base is skipped without reading the
+   * store (our own write, or a touch) — unless `readStore` says a store change was announced for it.
+   */
+  private async planKeys(keys: Key[], readStore: (key: Key) => boolean): Promise<Plan[]> {
     const plans: Plan[] = [];
     for (const key of keys) {
       const { state } = await this.o.mirror.inspect(key, true);
       const base = this.state.base(key);
       // A local event whose content equals the base is our own write (or a touch): nothing to do.
-      if (state.present && state.valid && base?.hash === state.hash && !this.dirtyFromStore.has(key)) {
+      if (state.present && state.valid && base?.hash === state.hash && !readStore(key)) {
         this.clearRejection(key);
         continue;
       }
-      if (!state.present && !base && !this.dirtyFromStore.has(key)) continue;
+      if (!state.present && !base && !readStore(key)) continue;
       const item = await this.o.store.get(key);
       this.setStoreUp(true);
       plans.push(await this.planKey(key, state, item, item));
@@ -497,9 +501,10 @@ export class Engine {
       if (attempt >= MAX_CAS_RETRIES) {
         report.errors.push({ key: p.key, error: 'kept changing while syncing; will retry' });
         this.dirty.set(p.key, Date.now());
+        this.dirtyFromStore.add(p.key);
         return;
       }
-      [p] = await this.planKeys([p.key]);
+      [p] = await this.planKeys([p.key], () => true);
       if (p) await this.guard([p], mode, this.lastStoreCount, report);
     }
   }
@@ -557,13 +562,12 @@ export class Engine {
     return report;
   }
 
-  private async keysPass(keys: Map<Key, number>): Promise<void> {
+  private async keysPass(keys: Map<Key, number>, fromStore: ReadonlySet<Key>): Promise<void> {
     const report = emptyReport();
     try {
-      const plans = await this.planKeys([...keys.keys()]);
+      const plans = await this.planKeys([...keys.keys()], (k) => fromStore.has(k));
       await this.guard(plans, 'sync', Math.max(this.lastStoreCount, this.state.baseKeys().length), report);
       await this.executeAll(plans, 'sync', report, keys);
-      for (const k of keys.keys()) this.dirtyFromStore.delete(k);
     } catch (err) {
       if (isOutage(err)) await this.queueLocalChanges(err);
       throw err;
@@ -637,12 +641,16 @@ export class Engine {
               this.log.info({ mirror: this.o.mirror.root, store: this.o.store.id }, `sync ${this.o.mirror.root}: initial reconcile done`);
             }
           } else {
+            // The batch takes its keys' store flags with it: a notification arriving during the pass
+            // marks the key again, flag included, for the next pass.
             const batch = new Map(this.dirty);
+            const fromStore = new Set([...batch.keys()].filter((k) => this.dirtyFromStore.delete(k)));
             this.dirty.clear();
             try {
-              await this.keysPass(batch);
+              await this.keysPass(batch, fromStore);
             } catch (err) {
               for (const [k, t] of batch) if (!this.dirty.has(k)) this.dirty.set(k, t);
+              for (const k of fromStore) this.dirtyFromStore.add(k);
               throw err;
             }
           }
