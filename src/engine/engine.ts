@@ -10,7 +10,7 @@ import { allowedDeletes, DeleteWindow, formatDeleteLimit, type DeleteLimit } fro
 import { StateFile, type BaseEntry } from './state.js';
 import { watchTree } from '../mirror/watcher.js';
 import { readFile } from 'node:fs/promises';
-import { forEachLimit } from './limit.js';
+import { forEachLimit } from '../limit.js';
 
 /** Receives counters and gauges; the HTTP layer implements it with prom-client. */
 export interface EngineObserver {
@@ -247,19 +247,27 @@ export class Engine {
    * store (our own write, or a touch) — unless `readStore` says a store change was announced for it.
    */
   private async planKeys(keys: Key[], readStore: (key: Key) => boolean): Promise<Plan[]> {
-    const plans: Plan[] = [];
-    for (const key of keys) {
-      const { state } = await this.o.mirror.inspect(key, true);
+    const locals = new Map<Key, LocalState>();
+    await forEachLimit(keys, FETCH_PARALLEL * 4, async (key) => {
+      locals.set(key, (await this.o.mirror.inspect(key, true)).state);
+    });
+    const toRead = keys.filter((key) => {
+      const state = locals.get(key)!;
       const base = this.state.base(key);
       // A local event whose content equals the base is our own write (or a touch): nothing to do.
       if (state.present && state.valid && base?.hash === state.hash && !readStore(key)) {
         this.clearRejection(key);
-        continue;
+        return false;
       }
-      if (!state.present && !base && !readStore(key)) continue;
-      const item = await this.o.store.get(key);
-      this.setStoreUp(true);
-      plans.push(await this.planKey(key, state, item, item));
+      return state.present || base !== undefined || readStore(key);
+    });
+    if (toRead.length === 0) return [];
+    const items = await this.fetchMany(toRead);
+    this.setStoreUp(true);
+    const plans: Plan[] = [];
+    for (const key of toRead) {
+      const item = items.get(key) ?? null;
+      plans.push(await this.planKey(key, locals.get(key)!, item, item));
     }
     return plans;
   }
@@ -556,6 +564,7 @@ export class Engine {
       throw err;
     } finally {
       report.rejected = [...this.rejections.values()];
+      await this.o.mirror.flush();
       await this.state.save();
       this.o.observer?.pending(this.state.pendingKeys().length);
     }
@@ -572,6 +581,7 @@ export class Engine {
       if (isOutage(err)) await this.queueLocalChanges(err);
       throw err;
     } finally {
+      await this.o.mirror.flush();
       await this.state.save();
       this.o.observer?.pending(this.state.pendingKeys().length);
     }

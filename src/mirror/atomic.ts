@@ -1,4 +1,5 @@
 import { open, rename, unlink, mkdir, chmod } from 'node:fs/promises';
+import { constants } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { dirname, join } from 'node:path';
 
@@ -17,7 +18,7 @@ export async function ensureDir(dir: string): Promise<void> {
   await mkdir(dir, { recursive: true, mode: DIR_MODE });
 }
 
-async function fsyncDir(dir: string): Promise<void> {
+export async function fsyncDir(dir: string): Promise<void> {
   const fh = await open(dir, 'r');
   try {
     await fh.sync();
@@ -26,12 +27,20 @@ async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
+export interface DurabilityOptions {
+  /**
+   * false: the caller fsyncs the directory itself later (see `Mirror.flush`), so a pass writing
+   * many files in one directory syncs it once. The rename is visible to readers either way.
+   */
+  readonly syncDir?: boolean;
+}
+
 /**
  * Writes `data` to `path` so that readers see either the old file or the whole new one:
  * temp file in the same directory, fsync, chmod 0600, rename over the target, fsync the directory.
  * On failure the temp file is removed and the target is untouched.
  */
-export async function atomicWrite(path: string, data: Uint8Array): Promise<void> {
+export async function atomicWrite(path: string, data: Uint8Array, o: DurabilityOptions = {}): Promise<void> {
   const dir = dirname(path);
   await ensureDir(dir);
   const tmp = join(dir, `${TEMP_PREFIX}${randomBytes(6).toString('hex')}${TEMP_SUFFIX}`);
@@ -49,19 +58,29 @@ export async function atomicWrite(path: string, data: Uint8Array): Promise<void>
     await unlink(tmp).catch(() => {});
     throw err;
   }
-  await fsyncDir(dir);
+  if (o.syncDir !== false) await fsyncDir(dir);
 }
 
 /** Removes `path`; a missing file is success. The directory is fsynced so the removal survives a crash. */
-export async function removeFile(path: string): Promise<boolean> {
+export async function removeFile(path: string, o: DurabilityOptions = {}): Promise<boolean> {
   try {
     await unlink(path);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
     throw err;
   }
-  await fsyncDir(dirname(path)).catch(() => {});
+  if (o.syncDir !== false) await fsyncDir(dirname(path)).catch(() => {});
   return true;
+}
+
+/** Reads a regular file without following a symlink in its last component (ELOOP if it is one). */
+export async function readNoFollow(path: string): Promise<Buffer> {
+  const fh = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+  try {
+    return await fh.readFile();
+  } finally {
+    await fh.close();
+  }
 }
 
 export async function tightenMode(path: string, mode: number): Promise<void> {

@@ -1,9 +1,10 @@
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { Key } from '../stores/keys.js';
 import type { SkippedItem } from '../stores/types.js';
-import { atomicWrite, ensureDir } from './atomic.js';
+import { atomicWrite, ensureDir, fsyncDir } from './atomic.js';
+import { forEachLimit } from '../limit.js';
 import { validateContent } from './canonical.js';
-import { FileTree } from './tree.js';
+import { FileTree, type TreeFile } from './tree.js';
 
 /** What the mirror holds for one key. */
 export type LocalState =
@@ -22,6 +23,8 @@ interface CacheEntry {
 }
 
 const ABSENT: LocalState = { present: false };
+/** File-system calls in flight during a scan: the thread pool, not the disk, is the limit. */
+const SCAN_PARALLEL = 32;
 
 /**
  * The local directory the proxy reads. Owns `<root>/.credsync/` (state and conflicts) too.
@@ -33,6 +36,7 @@ export class Mirror {
   readonly stateDir: string;
   readonly conflictsDir: string;
   private readonly cache = new Map<Key, CacheEntry>();
+  private readonly dirsToSync = new Set<string>();
 
   constructor(readonly root: string) {
     this.tree = new FileTree(root);
@@ -45,8 +49,11 @@ export class Mirror {
     await ensureDir(this.stateDir);
   }
 
-  /** Reads and judges one key. `fresh` skips the cache. Never throws for a missing file. */
-  async inspect(key: Key, fresh = true): Promise<{ state: LocalState; data?: Uint8Array }> {
+  /**
+   * Reads and judges one key. `fresh` skips the cache. `scanned` is the file as found by a scan
+   * (known to be inside the mirror), read without re-resolving its path. Never throws for a missing file.
+   */
+  async inspect(key: Key, fresh = true, scanned?: TreeFile): Promise<{ state: LocalState; data?: Uint8Array }> {
     const st = await this.tree.statOf(key);
     if (!st || !st.isFile()) {
       this.cache.delete(key);
@@ -55,7 +62,7 @@ export class Mirror {
     const sig = `${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
     const cached = this.cache.get(key);
     if (!fresh && cached && cached.sig === sig) return { state: cached.state };
-    const data = await this.tree.read(key);
+    const data = scanned ? await this.tree.readScanned(scanned) : await this.tree.read(key);
     if (!data) {
       this.cache.delete(key);
       return { state: ABSENT };
@@ -70,28 +77,41 @@ export class Mirror {
     return this.tree.read(key);
   }
 
-  /** Every item, judged. Uses the stat cache. */
+  /** Every item, judged. Uses the stat cache; files are read in parallel. */
   async scan(): Promise<MirrorScan> {
     const { files, skipped } = await this.tree.scan();
+    const states = new Map<Key, LocalState>();
+    await forEachLimit(files, SCAN_PARALLEL, async (f) => {
+      const { state } = await this.inspect(f.key, false, f);
+      if (state.present) states.set(f.key, state);
+    });
     const items = new Map<Key, LocalState>();
-    for (const f of files) {
-      const { state } = await this.inspect(f.key, false);
-      if (state.present) items.set(f.key, state);
-    }
+    for (const f of files) if (states.has(f.key)) items.set(f.key, states.get(f.key)!);
     for (const k of [...this.cache.keys()]) if (!items.has(k)) this.cache.delete(k);
     return { items, skipped };
   }
 
-  /** Atomically writes content whose canonical hash the caller already knows. */
+  /**
+   * Atomically writes content whose canonical hash the caller already knows. The directory is
+   * fsynced by the next `flush()` (once per directory per pass, not once per file).
+   */
   async write(key: Key, data: Uint8Array, hash: string): Promise<void> {
-    await this.tree.write(key, data);
+    await this.tree.write(key, data, { syncDir: false });
+    this.dirsToSync.add(dirname(this.tree.pathOf(key)));
     const st = await this.tree.statOf(key);
     if (st) this.cache.set(key, { sig: `${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`, state: { present: true, valid: true, hash } });
   }
 
   async remove(key: Key): Promise<void> {
-    await this.tree.remove(key);
+    if (await this.tree.remove(key, { syncDir: false })) this.dirsToSync.add(dirname(this.tree.pathOf(key)));
     this.cache.delete(key);
+  }
+
+  /** Makes the renames and removals of `write`/`remove` durable: fsyncs each touched directory once. */
+  async flush(): Promise<void> {
+    const dirs = [...this.dirsToSync];
+    this.dirsToSync.clear();
+    await forEachLimit(dirs, SCAN_PARALLEL, (d) => fsyncDir(d).catch(() => {}));
   }
 
   /**

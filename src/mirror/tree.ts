@@ -1,12 +1,14 @@
 import { lstat, readdir, readFile, realpath, stat } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
 import { validateKey, keyProblem, type Key, CONFIG_KEY } from '../stores/keys.js';
-import { atomicWrite, ensureDir, isTempName, removeFile } from './atomic.js';
+import { atomicWrite, ensureDir, isTempName, readNoFollow, removeFile, type DurabilityOptions } from './atomic.js';
 import type { SkippedItem } from '../stores/types.js';
 
 export interface TreeFile {
   readonly key: Key;
   readonly path: string;
+  /** A symlink whose target was checked to lie inside the tree (read it by path, not no-follow). */
+  readonly link?: boolean;
 }
 
 export interface TreeScan {
@@ -80,18 +82,31 @@ export class FileTree {
     }
   }
 
+  /**
+   * Bytes of a file found by `scan` (already known to be inside the tree), or null when it vanished.
+   * A regular file is opened without following links, so one swapped for a symlink since the scan fails.
+   */
+  async readScanned(f: TreeFile): Promise<Uint8Array | null> {
+    try {
+      return f.link ? await this.read(f.key) : await readNoFollow(f.path);
+    } catch (err) {
+      if (isNotFound(err) || (err as NodeJS.ErrnoException).code === 'ELOOP') return null;
+      throw err;
+    }
+  }
+
   /** Atomic write (0600 file, 0700 directories). */
-  async write(key: Key, data: Uint8Array): Promise<void> {
+  async write(key: Key, data: Uint8Array, o?: DurabilityOptions): Promise<void> {
     const path = this.pathOf(key);
     await this.assertContained(key, path);
-    await atomicWrite(path, data);
+    await atomicWrite(path, data, o);
   }
 
   /** Removes `key`; missing is success. Returns whether a file was removed. */
-  async remove(key: Key): Promise<boolean> {
+  async remove(key: Key, o?: DurabilityOptions): Promise<boolean> {
     const path = this.pathOf(key);
     await this.assertContained(key, path);
-    return removeFile(path);
+    return removeFile(path, o);
   }
 
   async statOf(key: Key): Promise<import('node:fs').BigIntStats | null> {
@@ -125,7 +140,7 @@ export class FileTree {
       const st = await lstat(cfg);
       if (st.isSymbolicLink()) {
         const real = await realpath(cfg).catch(() => null);
-        if (real && (await this.inside(real))) files.push({ key: CONFIG_KEY, path: cfg });
+        if (real && (await this.inside(real))) files.push({ key: CONFIG_KEY, path: cfg, link: true });
         else if (real) skipped.push({ id: CONFIG_KEY, reason: 'symlink pointing outside the mirror' });
       } else if (st.isFile()) files.push({ key: CONFIG_KEY, path: cfg });
     } catch (err) {
@@ -171,7 +186,10 @@ export class FileTree {
           }
           const st = await stat(real).catch(() => null);
           if (!st?.isFile()) continue;
-        } else if (!d.isFile()) continue;
+          files.push({ key: rel, path: full, link: true });
+          continue;
+        }
+        if (!d.isFile()) continue;
         files.push({ key: rel, path: full });
       }
     };

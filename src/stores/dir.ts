@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import { FileTree } from '../mirror/tree.js';
+import { forEachLimit } from '../limit.js';
 import { watchTree } from '../mirror/watcher.js';
 import { contentHash } from '../mirror/canonical.js';
 import { ConflictError, InvalidKeyError, StoreError, errorMessage } from './errors.js';
@@ -77,12 +78,12 @@ export function createDirStore(options: DirStoreOptions): Store {
     async list(): Promise<Listing> {
       try {
         const { files, skipped } = await tree.scan();
-        const entries: Entry[] = [];
-        for (const f of files) {
-          const data = await tree.read(f.key);
-          if (!data) continue;
-          entries.push({ key: f.key, version: versionOf(data), hash: contentHash(f.key, data) ?? undefined });
-        }
+        const found = new Map<Key, Entry>();
+        await forEachLimit(files, 32, async (f) => {
+          const data = await tree.readScanned(f);
+          if (data) found.set(f.key, { key: f.key, version: versionOf(data), hash: contentHash(f.key, data) ?? undefined });
+        });
+        const entries = files.map((f) => found.get(f.key)).filter((e): e is Entry => e !== undefined);
         return { entries, skipped };
       } catch (err) {
         return fail('list', undefined, err);
