@@ -105,7 +105,6 @@ const MAX_CAS_RETRIES = 3;
 const FETCH_BATCH = 500;
 const FETCH_PARALLEL = 8;
 const EXECUTE_PARALLEL = 16;
-const PERSIST_DELAY_MS = 200;
 
 /**
  * The sync engine: three-way reconcile of mirror (L) against store (R) with the remembered base (B).
@@ -565,7 +564,9 @@ export class Engine {
       throw err;
     } finally {
       report.rejected = [...this.rejections.values()];
-      await this.persist();
+      await this.o.mirror.flush();
+      await this.state.save();
+      this.o.observer?.pending(this.state.pendingKeys().length);
     }
     return report;
   }
@@ -577,37 +578,13 @@ export class Engine {
       await this.guard(plans, 'sync', Math.max(this.lastStoreCount, this.state.baseKeys().length), report);
       await this.executeAll(plans, 'sync', report, keys);
     } catch (err) {
-      if (isOutage(err)) {
-        await this.queueLocalChanges(err);
-        await this.persist();
-      }
+      if (isOutage(err)) await this.queueLocalChanges(err);
       throw err;
+    } finally {
+      await this.o.mirror.flush();
+      await this.state.save();
+      this.o.observer?.pending(this.state.pendingKeys().length);
     }
-    this.persistSoon();
-  }
-
-  /** Directory fsyncs, then the state file: a base is never recorded for a rename that could be lost. */
-  private async persist(): Promise<void> {
-    if (this.persistTimer) clearTimeout(this.persistTimer);
-    this.persistTimer = null;
-    await this.o.mirror.flush();
-    await this.state.save();
-    this.o.observer?.pending(this.state.pendingKeys().length);
-  }
-
-  /**
-   * Coalesces durability work after targeted passes (at most PERSIST_DELAY_MS later), so a stream
-   * of single-key passes does not pay three fsyncs each. Safe to lose in a crash: a stale base only
-   * ever turns a deletion into a restore or re-push, never into a lost update.
-   */
-  private persistSoon(): void {
-    if (this.persistTimer) return;
-    this.persistTimer = setTimeout(() => {
-      this.persistTimer = null;
-      void this.exclusive(() => this.persist()).catch((err: unknown) => {
-        this.log.error({ err: errorMessage(err) }, `save ${this.state.path}: ${errorMessage(err)}`);
-      });
-    }, PERSIST_DELAY_MS);
   }
 
   /**
@@ -655,7 +632,6 @@ export class Engine {
   }
 
   private pumping = false;
-  private persistTimer: NodeJS.Timeout | null = null;
 
   /** Runs passes until nothing is dirty. Only one pump runs at a time. */
   private kick(): void {
