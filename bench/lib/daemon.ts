@@ -5,11 +5,14 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { readFile, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { killChild, onCleanup, trackChild } from './cleanup.js';
+import { sleep, waitFor } from '../../test/support/wait.js';
+import { cleanEnv, freePort } from '../../test/support/proc.js';
+
+export { sleep, waitFor } from '../../test/support/wait.js';
 
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
@@ -19,51 +22,6 @@ const TIME_BIN = '/usr/bin/time';
 
 export function assertBuilt(): void {
   if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run \`npm run build\` first (npm run bench does)`);
-}
-
-export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-export async function waitFor<T>(what: string, check: () => T | Promise<T>, timeoutMs: number, intervalMs = 20): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await check();
-      if (v) return v as NonNullable<T>;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (${(last as Error).message})` : ''}`);
-    await sleep(intervalMs);
-  }
-}
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-const CONFIG_VAR = /^(CREDSYNC_|PGSTORE_|OBJECTSTORE_|GITSTORE_|WRITABLE_PATH$)/i;
-
-/** The bench's environment minus every credsync/CLIProxyAPI setting, plus `extra`. */
-export function cleanEnv(extra: Record<string, string | undefined> = {}): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) if (!CONFIG_VAR.test(k) && v !== undefined) env[k] = v;
-  delete env.FORCE_COLOR;
-  delete env.NODE_OPTIONS;
-  for (const [k, v] of Object.entries(extra)) {
-    if (v === undefined) delete env[k];
-    else env[k] = v;
-  }
-  return env;
 }
 
 /** Environment selecting a PostgreSQL store the way CLIProxyAPI deployments do. */
@@ -111,7 +69,7 @@ export class Daemon {
     assertBuilt();
     const port = await freePort();
     const child = spawn(process.execPath, [CLI, 'run'], {
-      env: cleanEnv({ ...env, CREDSYNC_HTTP_ADDR: `127.0.0.1:${port}` }),
+      env: cleanEnv({ ...env, NODE_OPTIONS: undefined, CREDSYNC_HTTP_ADDR: `127.0.0.1:${port}` }),
       cwd: NEUTRAL_CWD,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -247,7 +205,7 @@ export async function runCli(args: string[], env: Record<string, string>, timeou
   const argv = useTime ? ['-v', '-o', timeOut, process.execPath, CLI, ...args] : [CLI, ...args];
   const t0 = performance.now();
   // Own process group, so a timeout (or the bench's exit) kills node under /usr/bin/time as well.
-  const child = spawn(cmd, argv, { env: cleanEnv(env), cwd: NEUTRAL_CWD, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  const child = spawn(cmd, argv, { env: cleanEnv({ ...env, NODE_OPTIONS: undefined }), cwd: NEUTRAL_CWD, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   trackChild(child, true);
   let stdout = '';
   let stderrLines = 0;
