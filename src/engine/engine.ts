@@ -201,7 +201,7 @@ export class Engine {
     this.setStoreUp(true);
   }
 
-  private async planAll(): Promise<{ plans: Plan[]; storeCount: number; storeSkipped: { id: string; reason: string }[] }> {
+  private async planAll(): Promise<{ plans: Plan[]; storeCount: number }> {
     await this.ensureStore();
     const listing = await this.o.store.list();
     this.setStoreUp(true);
@@ -220,7 +220,7 @@ export class Engine {
     for (const s of scan.skipped) this.reject({ key: s.id, source: 'local', reason: s.reason });
     for (const s of listing.skipped) this.reject({ key: s.id, source: 'store', reason: s.reason });
     this.lastStoreCount = listing.entries.length;
-    return { plans, storeCount: listing.entries.length, storeSkipped: [...listing.skipped] };
+    return { plans, storeCount: listing.entries.length };
   }
 
   /** Fetches items with `getMany` when the store has it, else with bounded parallel `get`s. */
@@ -381,31 +381,29 @@ export class Engine {
     const check = await this.localStillAsPlanned(p);
     if (!check.same) return 'replan';
     await this.o.mirror.write(p.key, item.data, v.hash);
-    this.state.setBase(p.key, { hash: v.hash, version: item.version });
-    this.state.clearPending(p.key);
-    this.clearRejection(p.key);
-    report.pulled.push(p.key);
-    this.o.observer?.synced('pull', keyKind(p.key));
-    if (since !== undefined) this.o.observer?.propagation('pull', (Date.now() - since) / 1000);
-    this.log.info({ key: p.key, version: item.version }, `pull ${p.key}: written to mirror`);
-    return 'done';
+    return this.synced('pull', p.key, { hash: v.hash, version: item.version }, report, since);
   }
 
   private async doPush(p: Plan, report: ReconcileReport, since?: number): Promise<'done' | 'replan'> {
     const check = await this.localStillAsPlanned(p);
     if (!check.same || !check.data || !check.hash) return 'replan';
     const entry = await this.o.store.put(p.key, check.data, { ifVersion: p.remote.kind === 'absent' ? null : (p.remoteVersion ?? null) });
-    this.state.setBase(p.key, { hash: check.hash, version: entry.version });
-    this.state.clearPending(p.key);
-    this.clearRejection(p.key);
-    report.pushed.push(p.key);
-    this.o.observer?.synced('push', keyKind(p.key));
-    if (since !== undefined) this.o.observer?.propagation('push', (Date.now() - since) / 1000);
-    this.log.info({ key: p.key, version: entry.version }, `push ${p.key}: stored`);
+    return this.synced('push', p.key, { hash: check.hash, version: entry.version }, report, since);
+  }
+
+  /** Records a pull or push that just happened: new base, queue and rejection cleared, counted, logged. */
+  private synced(direction: 'pull' | 'push', key: Key, base: BaseEntry, report: ReconcileReport, since?: number): 'done' {
+    this.state.setBase(key, base);
+    this.state.clearPending(key);
+    this.clearRejection(key);
+    (direction === 'pull' ? report.pulled : report.pushed).push(key);
+    this.o.observer?.synced(direction, keyKind(key));
+    if (since !== undefined) this.o.observer?.propagation(direction, (Date.now() - since) / 1000);
+    this.log.info({ key, version: base.version }, direction === 'pull' ? `pull ${key}: written to mirror` : `push ${key}: stored`);
     return 'done';
   }
 
-  private async execute(p: Plan, report: ReconcileReport, since?: number): Promise<'done' | 'replan'> {
+  private async execute(p: Plan, mode: SyncMode, report: ReconcileReport, since?: number): Promise<'done' | 'replan'> {
     const kind = keyKind(p.key);
     switch (p.action) {
       case 'in-sync':
@@ -450,7 +448,6 @@ export class Engine {
         const check = await this.localStillAsPlanned(p);
         if (!item || !check.same || !check.data) return 'replan';
         const verdict = resolveConflict(p.key, this.o.conflictPolicy, check.data, item.data);
-        const mode = this.currentMode;
         if ((mode === 'pull' && verdict.winner === 'local') || (mode === 'push' && verdict.winner === 'store')) {
           report.held.push({ key: p.key, action: 'conflict', reason: `conflict: ${verdict.winner} copy wins (${verdict.why}) but this run is ${mode} only` });
           return 'done';
@@ -473,12 +470,10 @@ export class Engine {
     }
   }
 
-  private currentMode: SyncMode = 'sync';
   private readonly dirtyFromStore = new Set<Key>();
 
   /** Runs planned actions; a CAS conflict or a concurrent local write re-plans that key (bounded). */
   private async executeAll(plans: Plan[], mode: SyncMode, report: ReconcileReport, since?: Map<Key, number>): Promise<void> {
-    this.currentMode = mode;
     // Keys are independent: run them concurrently (bounded), so a cold start or a burst is not one
     // fsync-bound file after another. An outage stops new work and fails the pass.
     await forEachLimit(plans, EXECUTE_PARALLEL, (plan) => this.executeOne(plan, mode, report, since?.get(plan.key)));
@@ -489,7 +484,7 @@ export class Engine {
     let p: Plan | undefined = plan;
     for (let attempt = 0; p; attempt++) {
       try {
-        const r = await this.execute(p, report, since);
+        const r = await this.execute(p, mode, report, since);
         if (r === 'done') return;
       } catch (err) {
         if (err instanceof ConflictError) {
