@@ -101,6 +101,16 @@ const emptyReport = (): ReconcileReport => ({
 /** An outage (not a conflict, not a bad key): stop the pass and retry with backoff. */
 const isOutage = (err: unknown): boolean => err instanceof StoreError && !(err instanceof ConflictError);
 
+/**
+ * Judges a store item. A store sets `Item.hash` (the canonical content hash) only for valid content,
+ * so the item is parsed and hashed here only when the store did not already do it.
+ */
+function judgeItem(item: Item): Side {
+  if (item.hash) return { kind: 'valid', hash: item.hash };
+  const v = validateContent(item.key, item.data);
+  return v.ok ? { kind: 'valid', hash: v.hash } : { kind: 'invalid', reason: v.reason };
+}
+
 const MAX_CAS_RETRIES = 3;
 const FETCH_BATCH = 500;
 const FETCH_PARALLEL = 8;
@@ -179,8 +189,7 @@ export class Engine {
       item = await this.o.store.get(key);
       if (!item) return { side: { kind: 'absent' } };
     }
-    const v = validateContent(key, item.data);
-    return { side: v.ok ? { kind: 'valid', hash: v.hash } : { kind: 'invalid', reason: v.reason }, item };
+    return { side: judgeItem(item), item };
   }
 
   private async planKey(key: Key, local: LocalState, entry: Entry | null, item?: Item | null): Promise<Plan> {
@@ -373,15 +382,15 @@ export class Engine {
   private async doPull(p: Plan, report: ReconcileReport, since?: number): Promise<'done' | 'replan'> {
     const item = await this.fetchItem(p);
     if (!item) return 'replan';
-    const v = validateContent(p.key, item.data);
-    if (!v.ok) {
-      this.reject({ key: p.key, source: 'store', reason: v.reason });
+    const side = judgeItem(item);
+    if (side.kind !== 'valid') {
+      if (side.kind === 'invalid') this.reject({ key: p.key, source: 'store', reason: side.reason });
       return 'done';
     }
     const check = await this.localStillAsPlanned(p);
     if (!check.same) return 'replan';
-    await this.o.mirror.write(p.key, item.data, v.hash);
-    return this.synced('pull', p.key, { hash: v.hash, version: item.version }, report, since);
+    await this.o.mirror.write(p.key, item.data, side.hash);
+    return this.synced('pull', p.key, { hash: side.hash, version: item.version }, report, since);
   }
 
   private async doPush(p: Plan, report: ReconcileReport, since?: number): Promise<'done' | 'replan'> {

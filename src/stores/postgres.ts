@@ -15,7 +15,7 @@ import type {
   WatchOptions,
 } from './types.js';
 import { ConflictError, StoreError } from './errors.js';
-import { AUTH_PREFIX, CONFIG_KEY, keyProblem, validateKey, type Key } from './keys.js';
+import { AUTH_PREFIX, CONFIG_KEY, authIdOf, keyProblem, validateKey, type Key } from './keys.js';
 import { contentHash, toLf } from '../mirror/canonical.js';
 
 /**
@@ -482,7 +482,7 @@ export function createPostgresStore(options: PostgresStoreOptions): Store {
   function target(key: Key): Target {
     validateKey(key);
     if (key === CONFIG_KEY) return { table: 'config', id: CONFIG_ID };
-    return { table: 'auth', id: key.slice(AUTH_PREFIX.length) };
+    return { table: 'auth', id: authIdOf(key) };
   }
 
   const decoder = new TextDecoder('utf-8', { fatal: true });

@@ -10,7 +10,10 @@ export interface Entry {
    * Stores choose what is robust for them (content hash, ETag, blob id …).
    */
   readonly version: string;
-  /** Canonical content hash (see mirror/canonical.ts) when the store knows it cheaply. */
+  /**
+   * Canonical content hash (mirror/canonical.ts `contentHash`) when the store knows it cheaply.
+   * Set only for valid content: the engine trusts it instead of validating again.
+   */
   readonly hash?: string;
 }
 
