@@ -10,7 +10,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { pgChannelFor } from '../src/stores/postgres.js';
+import { pgChannelFor } from '../src/stores/postgres/index.js';
 import { tempDir } from './lib/cleanup.js';
 import { canonical, canonicalOfText, credId, fileText, makeCred, refreshed, SAMPLE_CONFIG, type Cred } from './lib/creds.js';
 import { BurstTracker, countJson, durableWrite, durableWriteMany, proxyWrite } from './lib/fsx.js';

@@ -10,7 +10,7 @@
  *   (temp, fsync, rename, directory fsync).
  */
 import { join } from 'node:path';
-import { pgChannelFor } from '../src/stores/postgres.js';
+import { pgChannelFor } from '../src/stores/postgres/index.js';
 import { tempDir } from './lib/cleanup.js';
 import { canonical, credId, fileText, makeCred, refreshed, SAMPLE_CONFIG, type Cred } from './lib/creds.js';
 import { countJson, durableWrite, FileWaiter, proxyWrite } from './lib/fsx.js';

@@ -4,7 +4,7 @@ import { Command, CommanderError, Option } from 'commander';
 // Command modules are imported when their command runs: `--help` and one-shot commands stay quick.
 import { resolveConfig, type Config, type Flags, LOG_LEVELS } from './config/config.js';
 import { createLogger } from './log.js';
-import { ConfigError, InvalidKeyError, VerificationError, errorMessage } from './stores/errors.js';
+import { ConfigError, InvalidKeyError, VerificationError, errorMessage } from './core/errors.js';
 
 /** Exit codes (also in --help and README). */
 export const EXIT = { ok: 0, failure: 1, usage: 2, verification: 3 } as const;

@@ -3,7 +3,7 @@
  * 1–2 KB of JSON each, JWT-like tokens, timestamps the conflict policy reads.
  */
 import { randomBytes } from 'node:crypto';
-import { canonicalJson } from '../../src/mirror/canonical.js';
+import { canonicalJson } from '../../src/core/canonical.js';
 
 export type Cred = Record<string, unknown>;
 

@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/config.js';
 import type { SyncMode } from '../engine/engine.js';
 import { buildEngine, describeSetup, exitCodeOf, summarize } from './common.js';
-import { FileTree } from '../mirror/tree.js';
+import { FileTree } from '../fs/tree.js';
 
 export interface OnceOptions {
   readonly json?: boolean;

@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
 import { existsSync } from 'node:fs';
 import { z } from 'zod';
-import { ConfigError } from '../stores/errors.js';
+import { ConfigError } from '../core/errors.js';
 import { CONFLICT_POLICIES, type ConflictPolicy } from '../engine/conflict.js';
 import { parseDeleteLimit, type DeleteLimit } from '../engine/guard.js';
 import { loadEnv, type EnvLookup, type EnvVar } from './env.js';

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse as parseDotenv } from 'dotenv';
-import { ConfigError } from '../stores/errors.js';
+import { ConfigError } from '../core/errors.js';
 
 /** Reads variables like CLIProxyAPI: UPPER or lower case name; empty or whitespace-only counts as unset. */
 export type EnvLookup = (name: EnvVar) => string | undefined;

@@ -1,5 +1,5 @@
-import { keyKind, type Key } from '../stores/keys.js';
-import { parseAuth } from '../mirror/canonical.js';
+import { keyKind, type Key } from '../core/keys.js';
+import { parseAuth } from '../core/canonical.js';
 
 export type ConflictPolicy = 'newest' | 'store' | 'local';
 export const CONFLICT_POLICIES: readonly ConflictPolicy[] = ['newest', 'store', 'local'];

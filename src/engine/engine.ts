@@ -1,16 +1,16 @@
 import type { Logger } from 'pino';
 import type { Mirror, LocalState } from '../mirror/mirror.js';
-import { validateContent } from '../mirror/canonical.js';
-import { ConflictError, StoreError, InvalidKeyError, errorMessage } from '../stores/errors.js';
-import { CONFIG_KEY, keyKind, keyProblem, type Key, type KeyKind } from '../stores/keys.js';
-import type { Change, Entry, Item, Store, StopWatching } from '../stores/types.js';
+import { validateContent } from '../core/canonical.js';
+import { ConflictError, StoreError, InvalidKeyError, errorMessage } from '../core/errors.js';
+import { CONFIG_KEY, keyKind, keyProblem, type Key, type KeyKind } from '../core/keys.js';
+import type { Change, Entry, Item, Store, StopWatching } from '../core/store.js';
 import { decide, type Action, type Side } from './decide.js';
 import { resolveConflict, type ConflictPolicy } from './conflict.js';
 import { allowedDeletes, DeleteWindow, formatDeleteLimit, type DeleteLimit } from './guard.js';
 import { StateFile, type BaseEntry } from './state.js';
-import { watchTree } from '../mirror/watcher.js';
+import { watchTree } from '../fs/watcher.js';
 import { readFile } from 'node:fs/promises';
-import { forEachLimit } from '../limit.js';
+import { forEachLimit } from '../core/limit.js';
 
 /** Receives counters and gauges; the HTTP layer implements it with prom-client. */
 export interface EngineObserver {

@@ -1,4 +1,4 @@
-import { ConfigError } from '../stores/errors.js';
+import { ConfigError } from '../core/errors.js';
 
 /** `--max-delete`: a share of the items ("50%") or an absolute count ("10"). */
 export type DeleteLimit = { readonly percent: number } | { readonly count: number };

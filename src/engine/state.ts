@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { atomicWrite } from '../mirror/atomic.js';
-import type { Key } from '../stores/keys.js';
+import { atomicWrite } from '../fs/atomic.js';
+import type { Key } from '../core/keys.js';
 
 /** What this instance last saw in sync for a key: the three-way merge's base. */
 export interface BaseEntry {

@@ -1,6 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { EngineObserver } from '../engine/engine.js';
-import type { KeyKind } from '../stores/keys.js';
+import type { KeyKind } from '../core/keys.js';
 
 /**
  * Prometheus series, prefix `credsync_`. Labels are low-cardinality enums (kind, direction, source):

@@ -2,7 +2,7 @@ import { createServer, type Server } from 'node:http';
 import type { Logger } from 'pino';
 import type { Engine } from '../engine/engine.js';
 import type { Metrics } from './metrics.js';
-import { errorMessage } from '../stores/errors.js';
+import { errorMessage } from '../core/errors.js';
 
 export interface HttpOptions {
   readonly host: string;

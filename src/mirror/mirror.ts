@@ -1,10 +1,10 @@
 import { dirname, join } from 'node:path';
-import type { Key } from '../stores/keys.js';
-import type { SkippedItem } from '../stores/types.js';
-import { atomicWrite, ensureDir, fsyncDir } from './atomic.js';
-import { forEachLimit } from '../limit.js';
-import { validateContent } from './canonical.js';
-import { FileTree, type TreeFile } from './tree.js';
+import type { Key } from '../core/keys.js';
+import type { SkippedItem } from '../core/store.js';
+import { atomicWrite, ensureDir, fsyncDir } from '../fs/atomic.js';
+import { forEachLimit } from '../core/limit.js';
+import { validateContent } from '../core/canonical.js';
+import { FileTree, type TreeFile } from '../fs/tree.js';
 
 /** What the mirror holds for one key. */
 export type LocalState =

@@ -2,13 +2,13 @@ import { mkdir, rmdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
-import { FileTree } from '../mirror/tree.js';
-import { forEachLimit } from '../limit.js';
-import { watchTree } from '../mirror/watcher.js';
-import { contentHash } from '../mirror/canonical.js';
-import { ConflictError, InvalidKeyError, StoreError, errorMessage } from './errors.js';
-import { validateKey, type Key } from './keys.js';
-import type { Change, DeleteOptions, Entry, Item, Listing, PutOptions, Store, StopWatching, WatchOptions } from './types.js';
+import { FileTree } from '../fs/tree.js';
+import { forEachLimit } from '../core/limit.js';
+import { watchTree } from '../fs/watcher.js';
+import { contentHash } from '../core/canonical.js';
+import { ConflictError, InvalidKeyError, StoreError, errorMessage } from '../core/errors.js';
+import { validateKey, type Key } from '../core/keys.js';
+import type { Change, DeleteOptions, Entry, Item, Listing, PutOptions, Store, StopWatching, WatchOptions } from '../core/store.js';
 
 export interface DirStoreOptions {
   /** The store directory (created 0700 if missing). Layout: `config/config.yaml`, `auths/<id>`. */
@@ -65,6 +65,8 @@ export function createDirStore(options: DirStoreOptions): Store {
 
   const store: Store = {
     name: 'dir',
+    // The cross-process lock makes the directory itself refuse a stale write (among credsync writers).
+    capabilities: { cas: 'enforced', watch: 'push' },
     id: `file://${options.path}`,
 
     async init() {

@@ -1,6 +1,6 @@
-import type { StoreSpec } from '../config/store-spec.js';
-import { ConfigError } from './errors.js';
-import type { Store, StoreContext } from './types.js';
+import type { StoreSpec } from './spec.js';
+import { ConfigError } from '../core/errors.js';
+import type { Store, StoreContext } from '../core/store.js';
 
 /**
  * Store spec → store instance. Concrete stores are loaded with dynamic `import()` so that, for
@@ -13,7 +13,7 @@ export async function openStore(spec: StoreSpec, ctx: StoreContext = {}): Promis
       return createDirStore({ path: spec.path, log: ctx.log, debounceMs: ctx.debounceMs });
     }
     case 'postgres': {
-      const { createPostgresStore } = await import('./postgres.js');
+      const { createPostgresStore } = await import('./postgres/index.js');
       return createPostgresStore({ dsn: spec.dsn, schema: spec.schema, log: ctx.log });
     }
     case 's3':

@@ -2,7 +2,7 @@ import { describe, it, expect } from 'vitest';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { resolveConfig } from '../../src/config/config.js';
-import { ConfigError } from '../../src/stores/errors.js';
+import { ConfigError } from '../../src/core/errors.js';
 import { tempDir } from '../support/tmp.js';
 
 const cfg = (flags: Parameters<typeof resolveConfig>[0], env: Record<string, string>, cwd = '/srv') => resolveConfig(flags, { cwd, env });

@@ -3,8 +3,8 @@ import { readdir, rename, stat, symlink, writeFile, mkdir, rm } from 'node:fs/pr
 import { join } from 'node:path';
 import { makeEngine, auth, type Harness } from './harness.js';
 import { createDirStore } from '../../src/stores/dir.js';
-import { StoreError } from '../../src/stores/errors.js';
-import type { Store } from '../../src/stores/types.js';
+import { StoreError } from '../../src/core/errors.js';
+import type { Store } from '../../src/core/store.js';
 import { waitFor, sleep } from '../support/wait.js';
 
 const harnesses: Harness[] = [];

@@ -4,7 +4,7 @@ import { pino } from 'pino';
 import { Engine, type EngineOptions } from '../../src/engine/engine.js';
 import { Mirror } from '../../src/mirror/mirror.js';
 import { createDirStore } from '../../src/stores/dir.js';
-import type { Store } from '../../src/stores/types.js';
+import type { Store } from '../../src/core/store.js';
 import { tempDir } from '../support/tmp.js';
 
 export interface LogLine {

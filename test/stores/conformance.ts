@@ -1,7 +1,7 @@
 import { describe, it, expect, beforeEach, afterEach } from 'vitest';
-import type { Change, Store } from '../../src/stores/types.js';
-import { ConflictError, InvalidKeyError } from '../../src/stores/errors.js';
-import { contentHash } from '../../src/mirror/canonical.js';
+import type { Change, Store } from '../../src/core/store.js';
+import { ConflictError, InvalidKeyError } from '../../src/core/errors.js';
+import { contentHash } from '../../src/core/canonical.js';
 import { waitFor } from '../support/wait.js';
 
 /** One fresh namespace (schema, prefix, repository, directory) per test. */

@@ -1,9 +1,9 @@
 import { describe, it, expect, inject, beforeEach, afterEach, beforeAll, afterAll } from 'vitest';
 import postgres from 'postgres';
-import { createPostgresStore, pgChannelFor, redactDsn, type PostgresStoreOptions } from '../../src/stores/postgres.js';
-import type { Change, Store } from '../../src/stores/types.js';
-import { StoreError } from '../../src/stores/errors.js';
-import { contentHash } from '../../src/mirror/canonical.js';
+import { createPostgresStore, pgChannelFor, redactDsn, type PostgresStoreOptions } from '../../src/stores/postgres/index.js';
+import type { Change, Store } from '../../src/core/store.js';
+import { StoreError } from '../../src/core/errors.js';
+import { contentHash } from '../../src/core/canonical.js';
 import { storeConformance, type StoreFixture } from './conformance.js';
 import { waitFor, sleep } from '../support/wait.js';
 import {

@@ -1,7 +1,7 @@
 import { watch as fsWatch, type FSWatcher } from 'node:fs';
 import { lstat, readdir } from 'node:fs/promises';
 import { basename, join, relative, sep } from 'node:path';
-import type { Key } from '../stores/keys.js';
+import type { Key } from '../core/keys.js';
 import { isTempName } from './atomic.js';
 import type { FileTree } from './tree.js';
 

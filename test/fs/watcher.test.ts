@@ -1,8 +1,8 @@
 import { describe, it, expect } from 'vitest';
 import { rename, writeFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { FileTree } from '../../src/mirror/tree.js';
-import { watchTree } from '../../src/mirror/watcher.js';
+import { FileTree } from '../../src/fs/tree.js';
+import { watchTree } from '../../src/fs/watcher.js';
 import { tempDir } from '../support/tmp.js';
 import { sleep, waitFor } from '../support/wait.js';
 

@@ -1,8 +1,8 @@
 import { lstat, readdir, readFile, realpath, stat } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
-import { validateKey, keyProblem, type Key, CONFIG_KEY } from '../stores/keys.js';
+import { validateKey, keyProblem, type Key, CONFIG_KEY } from '../core/keys.js';
 import { atomicWrite, ensureDir, isTempName, readNoFollow, removeFile, type DurabilityOptions } from './atomic.js';
-import type { SkippedItem } from '../stores/types.js';
+import type { SkippedItem } from '../core/store.js';
 
 export interface TreeFile {
   readonly key: Key;

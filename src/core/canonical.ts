@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { parseDocument } from 'yaml';
-import { keyKind, type Key } from '../stores/keys.js';
+import { keyKind, type Key } from './keys.js';
 
 /**
  * Canonical forms, so that representation differences never look like changes:

@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest';
-import { validateContent, contentHash, canonicalJson } from '../../src/mirror/canonical.js';
+import { validateContent, contentHash, canonicalJson } from '../../src/core/canonical.js';
 
 const b = (s: string): Uint8Array => Buffer.from(s, 'utf8');
 

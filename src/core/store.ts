@@ -60,6 +60,28 @@ export interface WatchOptions {
 export type StopWatching = () => Promise<void>;
 
 /**
+ * What a store can promise, declared once by each store and reported by `status` and `doctor`.
+ * The engine's algorithm is the same for all; the capabilities say how strong its guarantees are.
+ */
+export interface StoreCapabilities {
+  /**
+   * `enforced`: the server itself refuses a write whose `ifVersion` is stale, so two concurrent
+   * writers can never both win (PostgreSQL, S3 servers honouring `If-Match`, Git's fast-forward push,
+   * the directory store's lock). `checked`: the store reads the version right before writing; a
+   * writer landing between that read and the write is overwritten (S3 servers that ignore or
+   * reject conditional requests). The race is documented, never hidden.
+   */
+  readonly cas: 'enforced' | 'checked';
+  /**
+   * `push`: changes are announced as they happen (LISTEN/NOTIFY, a file watcher). `poll`: the store
+   * checks at an interval (`pollIntervalMs`). `none`: no watch; only periodic reconciles.
+   */
+  readonly watch: 'push' | 'poll' | 'none';
+  /** For `poll`: how often the store looks (ms), so callers can size their waits. */
+  readonly pollIntervalMs?: number;
+}
+
+/**
  * The one contract the engine depends on.
  *
  * - Not-found is `null` from `get` and success from `delete`.
@@ -69,6 +91,8 @@ export type StopWatching = () => Promise<void>;
  */
 export interface Store {
   readonly name: string;
+  /** May be refined by `init()` (an S3 store learns whether its server enforces conditional writes). */
+  readonly capabilities: StoreCapabilities;
   /** A redacted description for logs and the state file (never contains secrets). */
   readonly id: string;
   /** Connect; create schema / directories / prefix. Idempotent. */
@@ -81,6 +105,11 @@ export interface Store {
   put(key: Key, data: Uint8Array, options?: PutOptions): Promise<Entry>;
   /** Idempotent: deleting a missing key succeeds (unless `ifVersion` names a present, different version). */
   delete(key: Key, options?: DeleteOptions): Promise<void>;
+  /**
+   * Present exactly when `capabilities.watch` is not `none`. Resolves once the first subscription
+   * is attempted; `onReady` fires after the first successful subscription and after every
+   * re-subscription (the engine answers it with a full reconcile).
+   */
   watch?(onChange: (change: Change) => void, options: WatchOptions): Promise<StopWatching>;
   close(): Promise<void>;
 }

@@ -1,6 +1,6 @@
 import { describe, it, expect } from 'vitest';
-import { keyProblem, validateKey, authIdOf, keyOfAuthId } from '../../src/stores/keys.js';
-import { InvalidKeyError } from '../../src/stores/errors.js';
+import { keyProblem, validateKey, authIdOf, keyOfAuthId } from '../../src/core/keys.js';
+import { InvalidKeyError } from '../../src/core/errors.js';
 
 describe('key validation (invariant 6)', () => {
   it.each(['config/config.yaml', 'auths/claude-user@example.com.json', 'auths/team/x.json', 'auths/a+b_c-1.json', 'auths/..json.json'.replace('..', 'x.')])('accepts %s', (k) => {

@@ -1,8 +1,8 @@
 import { describe, it, expect } from 'vitest';
 import { readdir, readFile, stat, writeFile, mkdir, chmod } from 'node:fs/promises';
 import { join } from 'node:path';
-import { atomicWrite } from '../../src/mirror/atomic.js';
-import { FileTree } from '../../src/mirror/tree.js';
+import { atomicWrite } from '../../src/fs/atomic.js';
+import { FileTree } from '../../src/fs/tree.js';
 import { tempDir } from '../support/tmp.js';
 
 describe('atomic writes (invariant 1)', () => {

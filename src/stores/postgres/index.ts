@@ -1,0 +1,151 @@
+import postgres from 'postgres';
+import type { Logger } from 'pino';
+import { StoreError } from '../../core/errors.js';
+import type { Change, StopWatching, Store, WatchOptions } from '../../core/store.js';
+import { STORE, type PgContext } from './context.js';
+import { listen } from './listener.js';
+import { queries } from './queries.js';
+import { initSchema, quoteIdent, type SchemaState } from './schema.js';
+import { connectionConfig, errorCode, redactDsn, sanitizeReason, type ConnectionConfig, type Options, type Sql } from './settings.js';
+
+export { pgChannelFor, quoteIdent } from './schema.js';
+export { redactDsn } from './settings.js';
+
+/**
+ * PostgreSQL store, on the tables CLIProxyAPI's Go store uses (`config_store`, `auth_store`).
+ *
+ * - `config/config.yaml` ↔ row `config` of `config_store` (TEXT, LF line endings);
+ *   `auths/<id>` ↔ row `<id>` of `auth_store` (JSONB: key order and whitespace are not kept).
+ * - Version: `md5(content::text)`, computed by the server (equal version ⇒ equal content).
+ * - Change notification: a trigger on both tables calls `pg_notify(<channel>, {table, op, id, version})`
+ *   for every write by anyone; `watch` LISTENs on a dedicated connection. Content never travels in a
+ *   notification.
+ * - Nothing polls: an idle store sends no queries.
+ */
+
+export interface PostgresStoreOptions {
+  /** `postgres://user:pass@host:port/db?sslmode=…` or libpq key=value form (`host=… user=… password=…`). */
+  dsn: string;
+  /** Schema of the tables (created if missing). Unset: the DSN's `schema` parameter, else search_path. */
+  schema?: string;
+  log?: Logger;
+  /** Connect timeout in seconds (default: the DSN's `connect_timeout`, else 10). */
+  connectTimeoutSeconds?: number;
+  /** `application_name` of the store's connections (the LISTEN connection appends `:listen`). Default `credsync`. */
+  applicationName?: string;
+  /** Maximum pooled connections for queries (default 4; the LISTEN connection is separate). */
+  maxConnections?: number;
+}
+
+const DEFAULT_CONNECT_TIMEOUT_S = 10;
+const DEFAULT_APP_NAME = 'credsync';
+
+export function createPostgresStore(options: PostgresStoreOptions): Store {
+  const redacted = (() => {
+    try {
+      return redactDsn(options.dsn);
+    } catch {
+      return '<unparseable DSN>';
+    }
+  })();
+  let config: ConnectionConfig | undefined;
+  let configError: unknown;
+  try {
+    config = connectionConfig(options.dsn);
+  } catch (err) {
+    configError = err;
+  }
+  const schema = options.schema && options.schema.length > 0 ? options.schema : config?.schemaFromDsn;
+  const secrets = config?.secrets ?? [];
+  const id = `${redacted}${schema ? ` schema=${schema}` : ''}`;
+  const log = options.log?.child({ store: STORE, target: id });
+  const appName = (options.applicationName ?? config?.applicationNameFromDsn ?? DEFAULT_APP_NAME).slice(0, 56);
+  const connectTimeout = options.connectTimeoutSeconds ?? config?.connectTimeoutFromDsn ?? DEFAULT_CONNECT_TIMEOUT_S;
+  const qual = (table: string): string => (schema ? `${quoteIdent(schema)}.${quoteIdent(table)}` : quoteIdent(table));
+
+  let closed = false;
+  let sqlInstance: Sql | undefined;
+
+  const fail = (op: string, key: string | undefined, err: unknown, prefix = ''): StoreError => {
+    if (err instanceof StoreError) return err;
+    const reason = prefix + sanitizeReason(err, secrets);
+    const cause = Object.assign(new Error(reason), { code: errorCode(err) });
+    return new StoreError(STORE, op, key, reason, { cause });
+  };
+
+  const makeSql: PgContext['makeSql'] = (extra) => {
+    if (!config) throw fail('connect', undefined, configError, `invalid DSN ${redacted}: `);
+    return postgres({
+      ...config.base,
+      connect_timeout: connectTimeout,
+      prepare: false,
+      fetch_types: false,
+      onnotice: (n) => log?.debug({ notice: n.message }, 'postgres notice'),
+      ...extra,
+      connection: { ...config.base.connection, application_name: appName, ...extra.connection },
+    } as Options) as unknown as Sql;
+  };
+
+  const ctx: PgContext = {
+    id,
+    redacted,
+    schema,
+    configTable: qual('config_store'),
+    authTable: qual('auth_store'),
+    appName,
+    connectTimeout,
+    log,
+    sql: () => {
+      if (closed) throw new StoreError(STORE, 'query', undefined, 'store is closed');
+      return (sqlInstance ??= makeSql({ max: options.maxConnections ?? 4, idle_timeout: 60 }));
+    },
+    makeSql,
+    fail,
+    sanitize: (err) => sanitizeReason(err, secrets),
+  };
+
+  let initPromise: Promise<SchemaState> | undefined;
+  const ensureInit = (): Promise<SchemaState> =>
+    (initPromise ??= initSchema(ctx).catch((err: unknown) => {
+      initPromise = undefined;
+      throw err;
+    }));
+  const watchers = new Set<StopWatching>();
+
+  return {
+    name: STORE,
+    capabilities: { cas: 'enforced', watch: 'push' },
+    id,
+
+    async init(): Promise<void> {
+      if (closed) throw new StoreError(STORE, 'init', undefined, 'store is closed');
+      // Always run (idempotent): a second init re-checks schema, tables and triggers.
+      initPromise = undefined;
+      await ensureInit();
+    },
+
+    ...queries(ctx),
+
+    async watch(onChange: (change: Change) => void, wopts: WatchOptions): Promise<StopWatching> {
+      if (closed) throw new StoreError(STORE, 'watch', undefined, 'store is closed');
+      const { channel, triggerProblem } = await ensureInit();
+      if (triggerProblem) throw new StoreError(STORE, 'watch', undefined, triggerProblem);
+      const stop = await listen(ctx, channel, onChange, wopts);
+      const tracked: StopWatching = async () => {
+        watchers.delete(tracked);
+        await stop();
+      };
+      watchers.add(tracked);
+      return tracked;
+    },
+
+    async close(): Promise<void> {
+      if (closed) return;
+      closed = true;
+      await Promise.all([...watchers].map((s) => s().catch(() => {})));
+      const s = sqlInstance;
+      sqlInstance = undefined;
+      if (s) await s.end({ timeout: 5 }).catch(() => {});
+    },
+  };
+}
