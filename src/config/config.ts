@@ -5,6 +5,9 @@ import { ConfigError } from '../core/errors.js';
 import { CONFLICT_POLICIES, type ConflictPolicy } from '../engine/conflict.js';
 import { parseDeleteLimit, type DeleteLimit } from '../engine/guard.js';
 import { loadEnv, type EnvLookup, type EnvVar } from './env.js';
+import { parseDuration } from './parse.js';
+
+export { parseDuration } from './parse.js';
 import { defaultLocalDir, describeStore, parseStoreUrl, storeFromEnv, type StoreSpec } from './store-spec.js';
 
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
@@ -41,14 +44,6 @@ export interface Config {
 }
 
 export const DEFAULT_HTTP_ADDR = '127.0.0.1:8319';
-
-/** `500ms`, `10s`, `5m`, `1h`; a bare number is seconds. */
-export function parseDuration(name: string, raw: string): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(raw.trim());
-  if (!m) throw new ConfigError(`${name} ${raw}: expected a duration like 500ms, 10s, 5m or 1h`);
-  const mult = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(m[2] ?? 's') as 'ms' | 's' | 'm' | 'h'];
-  return Math.round(Number(m[1]) * mult);
-}
 
 /** `host:port`, `:port` (all interfaces), or `off` to disable the HTTP server. */
 export function parseHttpAddr(name: string, raw: string): Config['http'] {

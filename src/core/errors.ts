@@ -48,6 +48,34 @@ export class StoreError extends CredsyncError {
   }
 }
 
+/**
+ * A store failure that retrying will not fix: wrong credentials, a missing database, role, bucket or
+ * branch, no permission on the whole store. One-shot commands exit 2 with `fix`; the daemon stops at
+ * start-up, or — when it appears later — logs it at error with the fix and retries slowly.
+ */
+export class StoreConfigError extends StoreError {
+  override name = 'StoreConfigError';
+  constructor(
+    store: string,
+    op: string,
+    reason: string,
+    /** What the operator should do, naming the setting (e.g. "check OBJECTSTORE_SECRET_KEY"). */
+    readonly fix: string,
+    options?: { cause?: unknown },
+  ) {
+    super(store, op, undefined, `${reason}; ${fix}`, options);
+  }
+}
+
+/**
+ * A failure that concerns one item only: the store refused this content or this key (a value the
+ * database will not take, a permission on one object). That item is rejected — named in the log,
+ * `status` and metrics — while every other key keeps syncing and the daemon stays ready.
+ */
+export class ItemRejectedError extends StoreError {
+  override name = 'ItemRejectedError';
+}
+
 /** A conditional write whose precondition (`ifVersion`) did not hold. */
 export class ConflictError extends StoreError {
   override name = 'ConflictError';

@@ -119,4 +119,9 @@ export interface StoreContext {
   readonly log?: import('pino').Logger;
   /** Quiet time for stores that watch files (the directory store). */
   readonly debounceMs?: number;
+  /**
+   * A private directory the store may keep working files in (the Git store's clone): the mirror's
+   * `.credsync/<store kind>/`, 0700. Never the mirror itself, which belongs to the proxy.
+   */
+  readonly workDir?: string;
 }

@@ -70,7 +70,12 @@ describe('configuration', () => {
     [{}, { CREDSYNC_MAX_DELETE: '150%' }, /CREDSYNC_MAX_DELETE 150%: a percentage must be between/],
     [{}, { CREDSYNC_HTTP_ADDR: 'localhost' }, /CREDSYNC_HTTP_ADDR localhost: expected host:port/],
     [{}, { CREDSYNC_RECONCILE_INTERVAL: 'often' }, /CREDSYNC_RECONCILE_INTERVAL often: expected a duration/],
-    [{}, { OBJECTSTORE_ENDPOINT: 'http://s3' }, /OBJECTSTORE_BUCKET, OBJECTSTORE_ACCESS_KEY, OBJECTSTORE_SECRET_KEY must be set/],
+    [{}, { OBJECTSTORE_ENDPOINT: 'http://s3' }, /OBJECTSTORE_BUCKET must be set/],
+    [{}, { OBJECTSTORE_ENDPOINT: 'ftp://s3', OBJECTSTORE_BUCKET: 'b' }, /OBJECTSTORE_ENDPOINT=ftp:\/\/s3: the scheme must be http:\/\//],
+    [{}, { OBJECTSTORE_ENDPOINT: 'http://s3', OBJECTSTORE_BUCKET: 'b', OBJECTSTORE_ACCESS_KEY: 'AK' }, /OBJECTSTORE_SECRET_KEY is not set/],
+    [{}, { OBJECTSTORE_ENDPOINT: 'http://s3', OBJECTSTORE_BUCKET: 'b', OBJECTSTORE_CONDITIONAL_WRITES: 'maybe' }, /OBJECTSTORE_CONDITIONAL_WRITES maybe: expected one of auto, require, off/],
+    [{}, { GITSTORE_GIT_URL: 'ftp://host/repo.git' }, /GITSTORE_GIT_URL=ftp:\/\/host\/repo.git: unsupported scheme/],
+    [{}, { GITSTORE_GIT_URL: 'https://h/r.git', CREDSYNC_GIT_AUTHOR: 'nobody' }, /CREDSYNC_GIT_AUTHOR nobody: expected "Name <email>"/],
     [{ store: 'file:///srv/m', localDir: '/srv/m' }, {}, /is the store directory itself/],
   ])('rejects %j %j with a message naming the setting', (flags, env, msg) => {
     expect(() => cfg(flags, env)).toThrow(ConfigError);
@@ -84,5 +89,21 @@ describe('configuration', () => {
     expect(c.shutdownTimeoutMs).toBe(3000);
     expect(c.reconcileIntervalMs).toBe(120_000);
     expect(cfg({ httpAddr: ':9000' }, {}).http).toEqual({ host: '0.0.0.0', port: 9000 });
+  });
+});
+
+describe('S3 and Git settings', () => {
+  it('reads every OBJECTSTORE_* setting, keys optional (default credential chain)', () => {
+    const c = resolveConfig({}, { cwd: '/nonexistent-cwd', lookup: (n) => ({ OBJECTSTORE_ENDPOINT: 's3.example.com', OBJECTSTORE_BUCKET: 'b', OBJECTSTORE_PREFIX: '/team/', OBJECTSTORE_POLL_INTERVAL: '250ms', OBJECTSTORE_CREATE_BUCKET: 'false' })[n as string] });
+    expect(c.store).toMatchObject({ kind: 's3', endpoint: 'https://s3.example.com', bucket: 'b', prefix: 'team', region: 'us-east-1', createBucket: false, conditionalWrites: 'auto', pollIntervalMs: 250 });
+    expect(c.store).not.toHaveProperty('accessKey');
+    expect(c.localDir).toBe('/nonexistent-cwd/objectstore');
+  });
+
+  it('moves credentials out of a Git URL so the token never reaches .git/config or a message', () => {
+    const c = resolveConfig({}, { cwd: '/w', lookup: (n) => ({ GITSTORE_GIT_URL: 'https://bob:tok3nSECRET@git.example.com/r.git' })[n as string] });
+    expect(c.store).toMatchObject({ kind: 'git', url: 'https://git.example.com/r.git', username: 'bob', token: 'tok3nSECRET' });
+    expect(c.storeLabel).not.toContain('tok3nSECRET');
+    expect(c.localDir).toBe('/w/gitstore');
   });
 });
