@@ -1,4 +1,8 @@
+import type { Logger } from 'pino';
 import { ConfigError } from '../core/errors.js';
+import { CONFIG_KEY } from '../core/keys.js';
+import type { Plan } from './plan.js';
+import type { ReconcileReport, SyncMode } from './types.js';
 
 /** `--max-delete`: a share of the items ("50%") or an absolute count ("10"). */
 export type DeleteLimit = { readonly percent: number } | { readonly count: number };
@@ -39,5 +43,84 @@ export class DeleteWindow {
 
   record(n: number, now = Date.now()): void {
     for (let i = 0; i < n; i++) this.times.push(now);
+  }
+}
+
+export interface GuardContext {
+  readonly mode: SyncMode;
+  readonly limit: DeleteLimit;
+  /** Items the store held when the pass planned (the delete guard's denominator). */
+  readonly storeCount: number;
+  /** Keys in the base (what this instance had synced). */
+  readonly baseCount: number;
+  /** Counts the mirror's credential files; called only when deletions are planned. */
+  countLocalAuths(): Promise<number>;
+  readonly storeDeletes: DeleteWindow;
+  readonly localDeletes: DeleteWindow;
+  readonly mirrorRoot: string;
+  readonly storeId: string;
+  readonly log: Logger;
+}
+
+/**
+ * Applies the run's direction and the deletion guards (invariant 5) to plans, in place: a refused
+ * store deletion becomes a pull (the local file is restored), a refused local deletion is held, the
+ * config is never deleted from the store. Every change is recorded in `report.held`.
+ */
+export async function applyGuards(plans: Plan[], g: GuardContext, report: ReconcileReport): Promise<void> {
+  const hold = (p: Plan, reason: string): void => {
+    report.held.push({ key: p.key, action: p.action, reason });
+    p.note = reason;
+    p.action = 'held';
+  };
+  const restore = (p: Plan, reason: string): void => {
+    report.held.push({ key: p.key, action: p.action, reason });
+    p.note = reason;
+    p.action = g.mode === 'push' ? 'held' : 'pull';
+  };
+
+  const storeDel = plans.filter((p) => p.action === 'delete-store');
+  if (storeDel.length) {
+    const cfg = storeDel.find((p) => p.key === CONFIG_KEY);
+    if (cfg) {
+      restore(cfg, `${CONFIG_KEY} is missing locally; the config is never deleted from the store automatically — restoring it`);
+      g.log.warn({ key: CONFIG_KEY }, `delete ${CONFIG_KEY}: refused (config deletion is never propagated); restoring the store copy`);
+    }
+    const auths = storeDel.filter((p) => p.key !== CONFIG_KEY);
+    if (auths.length) {
+      const localAuths = await g.countLocalAuths();
+      const allowed = allowedDeletes(g.limit, g.storeCount);
+      const wouldBe = auths.length + g.storeDeletes.recent();
+      let reason: string | null = null;
+      if (localAuths === 0) {
+        reason = `${g.mirrorRoot}/auths is empty or missing: not deleting ${auths.length} item(s) from the store; restoring them locally`;
+      } else if (wouldBe > allowed) {
+        reason = `deleting ${wouldBe} of ${g.storeCount} store items exceeds --max-delete ${formatDeleteLimit(g.limit)}: refused; restoring them locally (raise --max-delete for one run to delete on purpose)`;
+      }
+      if (reason) {
+        g.log.error({ count: auths.length, keys: auths.slice(0, 20).map((p) => p.key) }, `reconcile ${g.mirrorRoot}: ${reason}`);
+        for (const p of auths) restore(p, reason);
+        // Refused deletions count too: the rest of the same burst, arriving in a later watcher
+        // batch after some files were restored, must not slip under the limit.
+        g.storeDeletes.record(auths.length);
+      }
+    }
+  }
+
+  const localDel = plans.filter((p) => p.action === 'delete-local');
+  if (localDel.length) {
+    const wouldBe = localDel.length + g.localDeletes.recent();
+    const allowed = allowedDeletes(g.limit, Math.max(g.baseCount, g.storeCount + localDel.length));
+    if (wouldBe > allowed) {
+      const reason = `the store lost ${wouldBe} of ${g.baseCount} items: more than --max-delete ${formatDeleteLimit(g.limit)}; keeping the local files (the store may have been wiped or replaced)`;
+      g.log.error({ count: localDel.length, keys: localDel.slice(0, 20).map((p) => p.key) }, `reconcile ${g.storeId}: ${reason}`);
+      for (const p of localDel) hold(p, reason);
+      g.localDeletes.record(localDel.length);
+    }
+  }
+
+  for (const p of plans) {
+    if (g.mode === 'pull' && (p.action === 'push' || p.action === 'delete-store')) hold(p, 'local change not pushed (pull only)');
+    if (g.mode === 'push' && (p.action === 'pull' || p.action === 'delete-local')) hold(p, 'store change not pulled (push only)');
   }
 }

@@ -1,0 +1,200 @@
+import type { Logger } from 'pino';
+import { errorMessage } from '../core/errors.js';
+import { keyProblem, type Key } from '../core/keys.js';
+import type { Change, StopWatching } from '../core/store.js';
+import { watchTree } from '../fs/watcher.js';
+import { isOutage } from './execute.js';
+import type { Reconciler } from './reconciler.js';
+import type { EngineOptions } from './types.js';
+
+/**
+ * The daemon's scheduling: both watchers feed a set of dirty keys; one pump at a time runs passes
+ * (a full reconcile when asked — at start, on every store re-subscription, at the interval, after a
+ * failure — else a targeted pass over the dirty keys) until nothing is dirty. Failures back off
+ * exponentially; nothing runs before `start()`.
+ */
+export class Daemon {
+  private readonly log: Logger;
+  private readonly dirty = new Map<Key, number>();
+  private readonly dirtyFromStore = new Set<Key>();
+  private fullRequested = false;
+  private pumping = false;
+  private stopping = false;
+  private started = false;
+  private retryTimer: NodeJS.Timeout | null = null;
+  private intervalTimer: NodeJS.Timeout | null = null;
+  private backoffMs: number;
+  private stopWatchers: StopWatching[] = [];
+  private storeWatchStarted = false;
+  private _ready = false;
+
+  constructor(
+    private readonly o: EngineOptions,
+    private readonly r: Reconciler,
+  ) {
+    this.log = o.log;
+    this.backoffMs = o.backoffInitialMs ?? 500;
+    r.onStoreUp = () => {
+      this.backoffMs = this.o.backoffInitialMs ?? 500;
+    };
+  }
+
+  /** True once the first full reconcile has finished. */
+  get initialised(): boolean {
+    return this._ready;
+  }
+
+  /** A key that kept changing through every retry: picked up again by the next targeted pass. */
+  retryLater(key: Key): void {
+    this.dirty.set(key, Date.now());
+    this.dirtyFromStore.add(key);
+  }
+
+  /** Marks keys for a targeted pass. Local events and store events both land here. */
+  private markDirty(keys: Key[], fromStore: boolean): void {
+    const now = Date.now();
+    for (const k of keys) {
+      if (keyProblem(k)) continue;
+      if (!this.dirty.has(k)) this.dirty.set(k, now);
+      if (fromStore) this.dirtyFromStore.add(k);
+    }
+    this.kick();
+  }
+
+  private requestFull(): void {
+    this.fullRequested = true;
+    this.kick();
+  }
+
+  /** Runs passes until nothing is dirty. Only one pump runs at a time. */
+  private kick(): void {
+    if (this.pumping || this.stopping || this.retryTimer) return;
+    this.pumping = true;
+    void this.r.serial(async () => {
+      try {
+        while (!this.stopping && (this.fullRequested || this.dirty.size)) {
+          if (this.fullRequested) {
+            this.fullRequested = false;
+            this.dirty.clear();
+            this.dirtyFromStore.clear();
+            await this.r.fullPass('sync');
+            if (!this.storeWatchStarted) await this.startStoreWatch();
+            if (!this._ready) {
+              this._ready = true;
+              this.log.info({ mirror: this.o.mirror.root, store: this.o.store.id }, `sync ${this.o.mirror.root}: initial reconcile done`);
+            }
+          } else {
+            // The batch takes its keys' store flags with it: a notification arriving during the pass
+            // marks the key again, flag included, for the next pass.
+            const batch = new Map(this.dirty);
+            const fromStore = new Set([...batch.keys()].filter((k) => this.dirtyFromStore.delete(k)));
+            this.dirty.clear();
+            try {
+              await this.r.keysPass(batch, fromStore);
+            } catch (err) {
+              for (const [k, t] of batch) if (!this.dirty.has(k)) this.dirty.set(k, t);
+              for (const k of fromStore) this.dirtyFromStore.add(k);
+              throw err;
+            }
+          }
+          this.r.setStoreUp(true);
+        }
+      } catch (err) {
+        this.onPassFailure(err);
+      } finally {
+        this.pumping = false;
+      }
+    });
+  }
+
+  private onPassFailure(err: unknown): void {
+    if (isOutage(err)) {
+      this.r.setStoreUp(false);
+      this.log.warn(
+        { store: this.o.store.id, retryInMs: this.backoffMs, pending: this.r.state.pendingKeys().length },
+        `sync ${this.o.store.id}: store unreachable (${errorMessage(err)}); mirror kept as is, local changes queued; retrying in ${this.backoffMs} ms`,
+      );
+    } else {
+      this.log.error({ err: errorMessage(err) }, `sync ${this.o.mirror.root}: ${errorMessage(err)}; retrying in ${this.backoffMs} ms`);
+    }
+    if (this.stopping) return;
+    const wait = this.backoffMs;
+    this.backoffMs = Math.min(this.backoffMs * 2, this.o.backoffMaxMs ?? 30_000);
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      this.requestFull();
+    }, wait);
+  }
+
+  /** Subscribes to store changes once the store has answered; `onReady` (re)subscriptions ask for a full pass. */
+  private async startStoreWatch(): Promise<void> {
+    this.storeWatchStarted = true;
+    if (!this.o.store.watch || this.stopping) return;
+    const onChange = (c: Change): void => {
+      const base = this.r.state.base(c.key);
+      // Our own write coming back: judged by version (content-derived), not by timers.
+      if (c.op === 'put' && c.version && base?.version === c.version) return;
+      if (c.op === 'delete' && !base && !this.dirty.has(c.key)) return;
+      this.markDirty([c.key], true);
+    };
+    try {
+      const stop = await this.o.store.watch(onChange, {
+        onReady: () => this.requestFull(),
+        onError: (err) => {
+          this.r.setStoreUp(false);
+          this.log.warn({ store: this.o.store.id, err: err.message }, `watch ${this.o.store.id}: ${err.message}; reconnecting`);
+        },
+      });
+      if (this.stopping) await stop();
+      else this.stopWatchers.push(stop);
+    } catch (err) {
+      this.storeWatchStarted = false;
+      this.log.warn({ store: this.o.store.id, err: errorMessage(err) }, `watch ${this.o.store.id}: ${errorMessage(err)}; relying on periodic reconciles until it can subscribe`);
+    }
+  }
+
+  /** Starts watching both sides; the first full reconcile runs at once (retried with backoff). */
+  async start(): Promise<void> {
+    if (this.started) return;
+    this.started = true;
+    this.r.announceRecovery = true;
+    this.stopWatchers.push(
+      await watchTree(this.o.mirror.tree, {
+        debounceMs: this.o.debounceMs,
+        onKeys: (keys) => this.markDirty(keys, false),
+        onStructural: () => this.requestFull(),
+        onError: (err) => this.log.warn({ err: err.message }, `watch ${this.o.mirror.root}: ${err.message}`),
+      }),
+    );
+    this.intervalTimer = setInterval(() => this.requestFull(), this.o.reconcileIntervalMs);
+    this.intervalTimer.unref();
+    this.requestFull();
+  }
+
+  /**
+   * Stops watchers, then pushes what is pending with one final pass (bounded by `timeoutMs`).
+   * Resolves true when everything was flushed.
+   */
+  async stop(timeoutMs: number): Promise<boolean> {
+    this.stopping = true;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    if (this.intervalTimer) clearInterval(this.intervalTimer);
+    this.retryTimer = null;
+    await Promise.allSettled(this.stopWatchers.map((s) => s()));
+    this.stopWatchers = [];
+    let timer: NodeJS.Timeout | undefined;
+    const statePath = this.r.state.path;
+    const flush = this.r.serial(() => this.r.fullPass('push')).then(
+      () => true,
+      (err: unknown) => {
+        this.log.warn({ err: errorMessage(err) }, `shutdown: final push failed (${errorMessage(err)}); pending changes stay queued in ${statePath}`);
+        return false;
+      },
+    );
+    const timeout = new Promise<boolean>((r) => (timer = setTimeout(() => r(false), timeoutMs)));
+    const ok = await Promise.race([flush, timeout]);
+    clearTimeout(timer);
+    if (!ok) this.log.warn({ timeoutMs }, `shutdown: flush incomplete after ${timeoutMs} ms; pending changes stay queued in ${statePath}`);
+    return ok;
+  }
+}

@@ -1,0 +1,114 @@
+import { validateContent } from '../core/canonical.js';
+import { keyProblem, type Key } from '../core/keys.js';
+import type { Entry, Item } from '../core/store.js';
+import type { LocalState } from '../mirror/mirror.js';
+import { decide, type Action, type Side } from './decide.js';
+import type { BaseEntry } from './state.js';
+
+/**
+ * Planning, pure: snapshots of the mirror, the store and the base in, one plan per key out.
+ * No I/O here — the reconciler gathers the snapshots and executes the plans.
+ */
+
+export interface Plan {
+  key: Key;
+  action: Action;
+  local: Side;
+  remote: Side;
+  /** Store version observed when planning (CAS precondition); undefined when absent. */
+  remoteVersion?: string;
+  base?: BaseEntry;
+  storeItem?: Item;
+  /** Why a guard or the mode changed the action, for the report. */
+  note?: string;
+}
+
+/** What the store holds for a key: its listing entry, and the item when it was read. */
+export interface RemoteView {
+  readonly entry: Entry | null;
+  /** `null`: read and found missing; `undefined`: not read. */
+  readonly item?: Item | null;
+}
+
+export type BaseLookup = (key: Key) => BaseEntry | undefined;
+
+export function localSide(s: LocalState): Side {
+  if (!s.present) return { kind: 'absent' };
+  return s.valid ? { kind: 'valid', hash: s.hash } : { kind: 'invalid', reason: s.reason };
+}
+
+/**
+ * Judges a store item. A store sets `Item.hash` (the canonical content hash) only for valid content,
+ * so the item is parsed and hashed here only when the store did not already do it.
+ */
+export function judgeItem(item: Item): Side {
+  if (item.hash) return { kind: 'valid', hash: item.hash };
+  const v = validateContent(item.key, item.data);
+  return v.ok ? { kind: 'valid', hash: v.hash } : { kind: 'invalid', reason: v.reason };
+}
+
+/**
+ * The store side of a key. Its hash comes from the item when it was read, else from the listing,
+ * else from the base when the version is the one last synced. Throws when none can tell: the caller
+ * must have read the item (see `keysToFetch`).
+ */
+export function remoteSide(key: Key, r: RemoteView, base: BaseEntry | undefined): Side {
+  if (!r.entry || r.item === null) return { kind: 'absent' };
+  if (r.item) return judgeItem(r.item);
+  if (r.entry.hash) return { kind: 'valid', hash: r.entry.hash };
+  if (base && base.version === r.entry.version) return { kind: 'valid', hash: base.hash };
+  throw new Error(`plan ${key}: the store item must be read first (its hash is not known from the listing or the base)`);
+}
+
+export function planKey(key: Key, local: LocalState, r: RemoteView, base: BaseEntry | undefined): Plan {
+  const remote = remoteSide(key, r, base);
+  const l = localSide(local);
+  const remoteVersion = r.item?.version ?? r.entry?.version;
+  return { key, action: decide(l, remote, base), local: l, remote, remoteVersion, base, storeItem: r.item ?? undefined };
+}
+
+/** Listed items whose hash neither the listing nor the base tells: they must be read before planning. */
+export function keysToFetch(entries: readonly Entry[], base: BaseLookup): Key[] {
+  return entries.filter((e) => !e.hash && base(e.key)?.version !== e.version).map((e) => e.key);
+}
+
+export interface FullSnapshot {
+  readonly entries: readonly Entry[];
+  readonly locals: ReadonlyMap<Key, LocalState>;
+  readonly baseKeys: readonly Key[];
+  readonly base: BaseLookup;
+  /** The items `keysToFetch` named, as read (null: vanished meanwhile). */
+  readonly items: ReadonlyMap<Key, Item | null>;
+}
+
+const ABSENT: LocalState = { present: false };
+
+/** Plans every key of the store listing, the mirror and the base, in key order. Invalid keys are left out. */
+export function planAll(s: FullSnapshot): Plan[] {
+  const entries = new Map(s.entries.map((e) => [e.key, e]));
+  const keys = new Set<Key>([...entries.keys(), ...s.locals.keys(), ...s.baseKeys]);
+  const plans: Plan[] = [];
+  for (const key of [...keys].sort()) {
+    if (keyProblem(key)) continue;
+    const entry = entries.get(key) ?? null;
+    plans.push(planKey(key, s.locals.get(key) ?? ABSENT, { entry, item: entry ? s.items.get(key) : undefined }, s.base(key)));
+  }
+  return plans;
+}
+
+/**
+ * Of the keys a targeted pass was asked about, those that need the store read: a key whose local file
+ * equals the base is our own write (or a touch) and needs nothing — unless a store change was announced
+ * for it. A key absent locally and never synced needs nothing either, unless announced.
+ */
+export function keysToRead(keys: readonly Key[], locals: ReadonlyMap<Key, LocalState>, base: BaseLookup, announced: (key: Key) => boolean): { read: Key[]; unchanged: Key[] } {
+  const read: Key[] = [];
+  const unchanged: Key[] = [];
+  for (const key of keys) {
+    const state = locals.get(key) ?? ABSENT;
+    const b = base(key);
+    if (state.present && state.valid && b?.hash === state.hash && !announced(key)) unchanged.push(key);
+    else if (state.present || b !== undefined || announced(key)) read.push(key);
+  }
+  return { read, unchanged };
+}

@@ -1,0 +1,247 @@
+import { readFile } from 'node:fs/promises';
+import type { Logger } from 'pino';
+import { validateContent } from '../core/canonical.js';
+import { errorMessage } from '../core/errors.js';
+import { CONFIG_KEY, type Key } from '../core/keys.js';
+import { forEachLimit } from '../core/limit.js';
+import type { Item } from '../core/store.js';
+import type { LocalState } from '../mirror/mirror.js';
+import { Executor, isOutage } from './execute.js';
+import { applyGuards, DeleteWindow } from './guard.js';
+import { keysToFetch, keysToRead, planAll, planKey, type Plan } from './plan.js';
+import type { Rejections } from './rejections.js';
+import type { StateFile } from './state.js';
+import { emptyReport, type EngineOptions, type ReconcileReport, type SyncMode } from './types.js';
+
+const FETCH_BATCH = 500;
+const FETCH_PARALLEL = 8;
+
+/**
+ * One pass of the three-way reconcile: gather snapshots (store listing or reads, mirror scan or
+ * inspections, the base), plan (pure), guard, execute, save the base. Passes never overlap: every
+ * entry point runs through `serial`.
+ */
+export class Reconciler {
+  readonly executor: Executor;
+  private readonly log: Logger;
+  private readonly storeDeletes = new DeleteWindow();
+  private readonly localDeletes = new DeleteWindow();
+  private storeInitialised = false;
+  private running: Promise<void> | null = null;
+  private _storeUp = false;
+  /** Items the store held at the last full listing (the delete guard's denominator between listings). */
+  lastStoreCount = 0;
+  /** Set by the daemon: log recoveries (one-shot commands stay quiet). */
+  announceRecovery = false;
+  /** Called when the store answers again after being down. */
+  onStoreUp: () => void = () => {};
+
+  constructor(
+    private readonly o: EngineOptions,
+    readonly state: StateFile,
+    readonly rejections: Rejections,
+    giveUp: (key: Key) => void,
+  ) {
+    this.log = o.log;
+    this.executor = new Executor({
+      store: o.store,
+      mirror: o.mirror,
+      state,
+      log: o.log,
+      observer: o.observer,
+      rejections,
+      conflictPolicy: o.conflictPolicy,
+      storeDeletes: this.storeDeletes,
+      localDeletes: this.localDeletes,
+      replan: async (key, mode, report) => {
+        const [p] = await this.planKeys([key], () => true);
+        if (p) await this.guard([p], mode, this.lastStoreCount, report);
+        return p;
+      },
+      giveUp,
+    });
+  }
+
+  get storeUp(): boolean {
+    return this._storeUp;
+  }
+
+  setStoreUp(up: boolean): void {
+    if (up === this._storeUp) return;
+    this._storeUp = up;
+    this.o.observer?.storeUp(up);
+    if (up) {
+      this.onStoreUp();
+      if (this.announceRecovery) this.log.info({ store: this.o.store.id }, `store ${this.o.store.id}: reachable`);
+    }
+  }
+
+  /** Serialises passes: a pass never overlaps another on this engine. */
+  serial<T>(fn: () => Promise<T>): Promise<T> {
+    const prev = this.running ?? Promise.resolve();
+    let release!: () => void;
+    const mine = new Promise<void>((r) => (release = r));
+    this.running = prev.then(() => mine);
+    return prev.then(fn).finally(() => release());
+  }
+
+  private async ensureStore(): Promise<void> {
+    if (this.storeInitialised) return;
+    await this.o.store.init();
+    this.storeInitialised = true;
+    this.setStoreUp(true);
+  }
+
+  /** Fetches items with `getMany` when the store has it, else with bounded parallel `get`s. */
+  private async fetchMany(keys: Key[]): Promise<Map<Key, Item | null>> {
+    const out = new Map<Key, Item | null>();
+    if (!keys.length) return out;
+    const store = this.o.store;
+    if (store.getMany) {
+      for (let i = 0; i < keys.length; i += FETCH_BATCH) {
+        const chunk = keys.slice(i, i + FETCH_BATCH);
+        const got = await store.getMany(chunk);
+        for (const it of got) out.set(it.key, it);
+        for (const k of chunk) if (!out.has(k)) out.set(k, null);
+      }
+      return out;
+    }
+    await forEachLimit(keys, FETCH_PARALLEL, async (k) => {
+      out.set(k, await store.get(k));
+    });
+    return out;
+  }
+
+  /** Plans every key: full store listing, full mirror scan, and every key of the base. */
+  async planEverything(): Promise<{ plans: Plan[]; storeCount: number }> {
+    await this.ensureStore();
+    const listing = await this.o.store.list();
+    this.setStoreUp(true);
+    const scan = await this.o.mirror.scan();
+    const base = (k: Key): ReturnType<StateFile['base']> => this.state.base(k);
+    const items = await this.fetchMany(keysToFetch(listing.entries, base));
+    const plans = planAll({ entries: listing.entries, locals: scan.items, baseKeys: this.state.baseKeys(), base, items });
+    for (const s of scan.skipped) this.rejections.add({ key: s.id, source: 'local', reason: s.reason });
+    for (const s of listing.skipped) this.rejections.add({ key: s.id, source: 'store', reason: s.reason });
+    this.lastStoreCount = listing.entries.length;
+    return { plans, storeCount: listing.entries.length };
+  }
+
+  /** Plans the given keys from fresh inspections; the store is read only for keys that need it (see `keysToRead`). */
+  async planKeys(keys: Key[], announced: (key: Key) => boolean): Promise<Plan[]> {
+    const locals = new Map<Key, LocalState>();
+    await forEachLimit(keys, FETCH_PARALLEL * 4, async (key) => {
+      locals.set(key, (await this.o.mirror.inspect(key, true)).state);
+    });
+    const { read, unchanged } = keysToRead(keys, locals, (k) => this.state.base(k), announced);
+    for (const k of unchanged) this.rejections.clear(k);
+    if (read.length === 0) return [];
+    const items = await this.fetchMany(read);
+    this.setStoreUp(true);
+    return read.map((key) => {
+      const item = items.get(key) ?? null;
+      return planKey(key, locals.get(key)!, { entry: item, item }, this.state.base(key));
+    });
+  }
+
+  private guard(plans: Plan[], mode: SyncMode, storeCount: number, report: ReconcileReport): Promise<void> {
+    return applyGuards(
+      plans,
+      {
+        mode,
+        limit: this.o.maxDelete,
+        storeCount,
+        baseCount: this.state.baseKeys().length,
+        countLocalAuths: () => this.o.mirror.tree.countAuthFiles(),
+        storeDeletes: this.storeDeletes,
+        localDeletes: this.localDeletes,
+        mirrorRoot: this.o.mirror.root,
+        storeId: this.o.store.id,
+        log: this.log,
+      },
+      report,
+    );
+  }
+
+  private async seedConfig(plans: Plan[]): Promise<void> {
+    if (!this.o.seedConfigPath) return;
+    const cfg = plans.find((p) => p.key === CONFIG_KEY);
+    if (cfg && (cfg.local.kind !== 'absent' || cfg.remote.kind !== 'absent')) return;
+    let data: Uint8Array;
+    try {
+      data = await readFile(this.o.seedConfigPath);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw err;
+    }
+    const v = validateContent(CONFIG_KEY, data);
+    if (!v.ok) {
+      this.log.warn({ file: this.o.seedConfigPath }, `seed ${this.o.seedConfigPath}: ${v.reason}; not seeding the config`);
+      return;
+    }
+    await this.o.mirror.write(CONFIG_KEY, data, v.hash);
+    this.log.info({ key: CONFIG_KEY, from: this.o.seedConfigPath }, `seed ${CONFIG_KEY}: copied from ${this.o.seedConfigPath} (no config in store or mirror)`);
+    const replanned = planKey(CONFIG_KEY, { present: true, valid: true, hash: v.hash }, { entry: null }, this.state.base(CONFIG_KEY));
+    if (cfg) Object.assign(cfg, replanned);
+    else plans.push(replanned);
+  }
+
+  /**
+   * One full reconcile in `mode`. Throws StoreError when the store is unreachable (nothing is deleted
+   * or half-done; local changes are queued as pending).
+   */
+  async fullPass(mode: SyncMode): Promise<ReconcileReport> {
+    const report = emptyReport();
+    try {
+      const { plans, storeCount } = await this.planEverything();
+      if (mode !== 'push') await this.seedConfig(plans);
+      await this.guard(plans, mode, storeCount, report);
+      await this.executor.executeAll(plans, mode, report);
+      this.state.touchSync();
+      this.o.observer?.lastSync(this.state.data.lastSyncAt!);
+    } catch (err) {
+      if (isOutage(err)) await this.queueLocalChanges(err);
+      throw err;
+    } finally {
+      report.rejected = this.rejections.values();
+      await this.finishPass();
+    }
+    return report;
+  }
+
+  /** A targeted pass over keys the watchers reported (`since`: when each was first seen, for latency metrics). */
+  async keysPass(keys: ReadonlyMap<Key, number>, fromStore: ReadonlySet<Key>): Promise<void> {
+    const report = emptyReport();
+    try {
+      const plans = await this.planKeys([...keys.keys()], (k) => fromStore.has(k));
+      await this.guard(plans, 'sync', Math.max(this.lastStoreCount, this.state.baseKeys().length), report);
+      await this.executor.executeAll(plans, 'sync', report, keys);
+    } catch (err) {
+      if (isOutage(err)) await this.queueLocalChanges(err);
+      throw err;
+    } finally {
+      await this.finishPass();
+    }
+  }
+
+  private async finishPass(): Promise<void> {
+    await this.o.mirror.flush();
+    await this.state.save();
+    this.o.observer?.pending(this.state.pendingKeys().length);
+  }
+
+  /**
+   * The store is unreachable: every local change since the base (edit, new file, deletion) is recorded
+   * as pending in the state file, so `status`, the metrics and a restarted credsync all know about it.
+   */
+  private async queueLocalChanges(err: unknown): Promise<void> {
+    const { items } = await this.o.mirror.scan().catch(() => ({ items: new Map<Key, LocalState>() }));
+    const why = errorMessage(err);
+    for (const [key, st] of items) {
+      if (st.present && st.valid && this.state.base(key)?.hash !== st.hash) this.state.markPending(key, why);
+    }
+    for (const key of this.state.baseKeys()) if (!items.has(key)) this.state.markPending(key, why);
+    this.o.observer?.pending(this.state.pendingKeys().length);
+    this.setStoreUp(false);
+  }
+}

@@ -1,0 +1,81 @@
+import type { Logger } from 'pino';
+import type { Key, KeyKind } from '../core/keys.js';
+import type { Store } from '../core/store.js';
+import type { Mirror } from '../mirror/mirror.js';
+import type { Action } from './decide.js';
+import type { ConflictPolicy } from './conflict.js';
+import type { DeleteLimit } from './guard.js';
+
+/** Receives counters and gauges; the HTTP layer implements it with prom-client. */
+export interface EngineObserver {
+  synced(action: 'push' | 'pull' | 'delete-store' | 'delete-local', kind: KeyKind): void;
+  conflict(kind: KeyKind): void;
+  rejected(source: 'local' | 'store', kind: KeyKind): void;
+  rejectedNow(count: number): void;
+  storeUp(up: boolean): void;
+  pending(count: number): void;
+  lastSync(at: number): void;
+  propagation(direction: 'push' | 'pull', seconds: number): void;
+}
+
+/** The direction a pass may act in: `pull` for init containers, `push` for the shutdown flush. */
+export type SyncMode = 'sync' | 'pull' | 'push';
+
+export interface EngineOptions {
+  readonly store: Store;
+  readonly mirror: Mirror;
+  readonly log: Logger;
+  readonly conflictPolicy: ConflictPolicy;
+  readonly maxDelete: DeleteLimit;
+  /** Per-key quiet time for local file events. */
+  readonly debounceMs: number;
+  /** Full reconcile safety net while running. */
+  readonly reconcileIntervalMs: number;
+  readonly observer?: EngineObserver;
+  /** Seed for the config when neither side has one (CLIProxyAPI copies config.example.yaml). */
+  readonly seedConfigPath?: string;
+  readonly backoffInitialMs?: number;
+  readonly backoffMaxMs?: number;
+}
+
+export interface Rejection {
+  readonly key: string;
+  readonly source: 'local' | 'store';
+  readonly reason: string;
+}
+
+export interface ReconcileReport {
+  pulled: Key[];
+  pushed: Key[];
+  deletedLocal: Key[];
+  deletedStore: Key[];
+  conflicts: { key: Key; winner: 'local' | 'store'; why: string; keptAt: string }[];
+  rejected: Rejection[];
+  /** Actions not taken: the mode forbids them, or a guard refused them. */
+  held: { key: Key; action: Action; reason: string }[];
+  errors: { key: Key; error: string }[];
+}
+
+export const emptyReport = (): ReconcileReport => ({
+  pulled: [],
+  pushed: [],
+  deletedLocal: [],
+  deletedStore: [],
+  conflicts: [],
+  rejected: [],
+  held: [],
+  errors: [],
+});
+
+export type ItemState = 'in-sync' | 'local-only' | 'store-only' | 'differs' | 'rejected';
+
+export interface StatusReport {
+  store: string;
+  mirror: string;
+  ready: boolean;
+  storeUp: boolean;
+  lastSyncAt: string | null;
+  counts: Record<ItemState, number>;
+  items: { key: string; state: ItemState; source?: 'local' | 'store'; reason?: string }[];
+  pending: { key: Key; since: string; attempts: number; lastError?: string }[];
+}
