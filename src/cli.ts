@@ -3,22 +3,24 @@ import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 // Command modules are imported when their command runs: `--help` and one-shot commands stay quick.
 import { resolveConfig, type Config, type Flags, LOG_LEVELS } from './config/config.js';
-import { createLogger } from './log.js';
-import { ConfigError, InvalidKeyError, VerificationError, errorMessage } from './core/errors.js';
+import { createLogger, out, say } from './log.js';
+import { ConfigError, GuardError, InvalidKeyError, StoreConfigError, VerificationError, errorMessage } from './core/errors.js';
 
 /** Exit codes (also in --help and README). */
-export const EXIT = { ok: 0, failure: 1, usage: 2, verification: 3 } as const;
+export const EXIT = { ok: 0, failure: 1, usage: 2, verification: 3, guard: 4 } as const;
 
 const EXIT_HELP = `
 Exit codes:
   0  success
-  1  runtime failure (store unreachable, an item could not be synced)
-  2  usage or configuration error (bad flag, bad variable, bad store URL)
-  3  verification failure (an item re-read after writing did not match)`;
+  1  runtime failure: store unreachable, an item rejected or not synced; status --exit-code: not all in sync
+  2  usage or configuration error: bad flag, variable or store URL, wrong credentials, missing
+     database/bucket/branch, address in use, unwritable mirror (the message names the setting)
+  3  verification failure: an item re-read after writing did not match
+  4  refused by a guard: deletions beyond --max-delete, an empty store pulled into an empty mirror`;
 
 const version = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
-type CommonOpts = Flags & { json?: boolean; ifEmpty?: boolean };
+type CommonOpts = Flags & { json?: boolean; ifEmpty?: boolean; dryRun?: boolean; allowEmpty?: boolean; exitCode?: boolean };
 
 /** Options every command understands; flags win over environment and .env. */
 function common(cmd: Command): Command {
@@ -32,14 +34,12 @@ function common(cmd: Command): Command {
     .addHelpText('after', EXIT_HELP);
 }
 
-function setup(opts: CommonOpts): { config: Config; log: ReturnType<typeof createLogger> } {
-  const config = resolveConfig(opts);
-  return { config, log: createLogger(config.logLevel) };
+function setup(opts: CommonOpts, command: string): { config: Config; log: ReturnType<typeof createLogger> } {
+  const config = resolveConfig(opts, { command });
+  const log = createLogger(config.logLevel);
+  for (const w of config.warnings) log.warn(w);
+  return { config, log };
 }
-
-const out = (s: string): void => {
-  process.stdout.write(s.endsWith('\n') ? s : s + '\n');
-};
 
 /** First SIGTERM/SIGINT resolves (graceful flush); a second one exits at once. */
 function shutdownSignal(): Promise<string> {
@@ -47,7 +47,7 @@ function shutdownSignal(): Promise<string> {
     let seen = false;
     const on = (sig: NodeJS.Signals): void => {
       if (seen) {
-        process.stderr.write(`credsync: second ${sig}: exiting without flushing\n`);
+        say('warn', `second ${sig}: exiting without flushing`);
         process.exit(sig === 'SIGINT' ? 130 : 143);
       }
       seen = true;
@@ -70,7 +70,7 @@ function buildProgram(setCode: (code: number) => void): Command {
     .description('run the daemon: reconcile, then keep mirror and store in sync until SIGTERM/SIGINT (flushes, then exits 0)')
     .option('--http-addr <addr>', 'health/readiness/metrics listener host:port, or off (env CREDSYNC_HTTP_ADDR; default 127.0.0.1:8319)')
     .action(async (opts: CommonOpts) => {
-      const { config, log } = setup(opts);
+      const { config, log } = setup(opts, 'run');
       const { runDaemon } = await import('./commands/run.js');
       setCode(await runDaemon(config, log, shutdownSignal()));
     });
@@ -82,21 +82,34 @@ function buildProgram(setCode: (code: number) => void): Command {
   ];
   for (const { mode, description } of oneShot) {
     const cmd = common(program.command(mode)).description(description);
-    if (mode === 'pull') cmd.option('--if-empty', 'do nothing when the mirror already holds a config or a credential');
-    cmd.option('--json', 'machine-readable report on stdout').action(async (opts: CommonOpts) => {
-      const { config, log } = setup(opts);
-      const { runOnce } = await import('./commands/once.js');
-      setCode(await runOnce(mode, config, log, { json: opts.json, ifEmpty: opts.ifEmpty }, out));
-    });
+    if (mode === 'pull') {
+      cmd.option('--if-empty', 'do nothing when the mirror already holds a config or a credential');
+      cmd.option('--allow-empty', 'succeed even when the store is empty and so is the mirror (otherwise exit 4: an init container must not start a proxy with nothing)');
+    }
+    cmd
+      .option('--dry-run', 'print the plan per key and change nothing (neither store nor mirror)')
+      .option('--json', 'machine-readable report on stdout')
+      .action(async (opts: CommonOpts) => {
+        const { config, log } = setup(opts, mode);
+        const { runOnce } = await import('./commands/once.js');
+        setCode(await runOnce(mode, config, log, { json: opts.json, ifEmpty: opts.ifEmpty, dryRun: opts.dryRun, allowEmpty: opts.allowEmpty }, out));
+      });
   }
 
-  common(program.command('status'))
-    .description('per item: in sync / local only / store only / differs / rejected, plus pending pushes; changes nothing')
+  program
+    .command('status')
+    .argument('[key]', 'one item to explain, e.g. auths/claude-a@b.com.json')
+    .description('per item: in sync / local only / store only / differs / rejected, plus pending pushes; creates and changes nothing.\nWith the store down it shows what the state file knows (pending pushes, last sync) and exits 1.')
+    .option('--store <url>', 'store URL (env CREDSYNC_STORE; default: PGSTORE_DSN, OBJECTSTORE_*, GITSTORE_*)')
+    .option('--local-dir <dir>', 'mirror root (env CREDSYNC_LOCAL_DIR)')
+    .addOption(new Option('--log-level <level>', 'log level (env CREDSYNC_LOG_LEVEL; default warn here)').choices([...LOG_LEVELS]))
+    .option('--exit-code', 'exit 1 when anything differs, is rejected or pending (like git diff --exit-code)')
     .option('--json', 'machine-readable output on stdout')
-    .action(async (opts: CommonOpts) => {
-      const { config, log } = setup({ ...opts, logLevel: opts.logLevel ?? 'warn' });
+    .addHelpText('after', EXIT_HELP)
+    .action(async (key: string | undefined, opts: CommonOpts) => {
+      const { config, log } = setup({ ...opts, logLevel: opts.logLevel ?? 'warn' }, 'status');
       const { runStatus } = await import('./commands/status.js');
-      setCode(await runStatus(config, log, { json: opts.json }, out));
+      setCode(await runStatus(config, log, { json: opts.json, exitCode: opts.exitCode, key }, out));
     });
 
   return program;
@@ -114,11 +127,16 @@ async function main(argv: string[]): Promise<number> {
       return EXIT.usage; // commander already printed the message
     }
     const debug = process.env.CREDSYNC_LOG_LEVEL === 'debug' || process.env.CREDSYNC_LOG_LEVEL === 'trace';
-    process.stderr.write(`credsync: ${errorMessage(err)}\n`);
-    if (debug && err instanceof Error && err.stack) process.stderr.write(err.stack + '\n');
-    if (err instanceof ConfigError || err instanceof InvalidKeyError) return EXIT.usage;
-    if (err instanceof VerificationError) return EXIT.verification;
-    return EXIT.failure;
+    const code =
+      err instanceof ConfigError || err instanceof InvalidKeyError || err instanceof StoreConfigError
+        ? EXIT.usage
+        : err instanceof VerificationError
+          ? EXIT.verification
+          : err instanceof GuardError
+            ? EXIT.guard
+            : EXIT.failure;
+    say('fatal', errorMessage(err), { exitCode: code, ...(debug && err instanceof Error && err.stack ? { stack: err.stack } : {}) });
+    return code;
   }
 }
 

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { Config } from '../config/config.js';
-import type { SyncMode } from '../engine/engine.js';
+import type { ReconcileReport, SyncMode } from '../engine/engine.js';
 import { buildEngine, describeSetup, exitCodeOf, summarize } from './common.js';
 import { FileTree } from '../fs/tree.js';
 
@@ -8,6 +8,33 @@ export interface OnceOptions {
   readonly json?: boolean;
   /** `pull` only: do nothing when the mirror already holds a config or any credential. */
   readonly ifEmpty?: boolean;
+  /** `pull` only: an empty store into an empty mirror is success (otherwise exit 4). */
+  readonly allowEmpty?: boolean;
+  /** Plan and print, change nothing. */
+  readonly dryRun?: boolean;
+}
+
+/** The `--json` result of a one-shot pass: mode, store, mirror, duration, counts for every outcome, then the details. */
+export function jsonReport(mode: SyncMode, config: Config, r: ReconcileReport, ms: number, code: number): Record<string, unknown> {
+  return {
+    mode,
+    store: config.storeLabel,
+    mirror: config.localDir,
+    durationMs: ms,
+    exitCode: code,
+    counts: {
+      pulled: r.pulled.length,
+      pushed: r.pushed.length,
+      deletedLocal: r.deletedLocal.length,
+      deletedStore: r.deletedStore.length,
+      conflicts: r.conflicts.length,
+      rejected: r.rejected.length,
+      held: r.held.length,
+      refusedByGuard: r.held.filter((h) => h.guard).length,
+      errors: r.errors.length,
+    },
+    ...r,
+  };
 }
 
 /**
@@ -20,16 +47,29 @@ export async function runOnce(mode: SyncMode, config: Config, log: Logger, o: On
     const { files } = await new FileTree(config.localDir).scan();
     if (files.length > 0) {
       const msg = `mirror ${config.localDir} already holds ${files.length} item(s); --if-empty: nothing pulled`;
-      out(o.json ? JSON.stringify({ skipped: true, reason: msg }) : msg);
+      out(o.json ? JSON.stringify({ mode, skipped: true, reason: msg, exitCode: 0 }) : msg);
       return 0;
     }
   }
-  const engine = await buildEngine(config, log);
+  const started = Date.now();
+  const engine = await buildEngine(config, log, { readOnly: o.dryRun });
   try {
-    log.info({ mode }, `${mode}: ${describeSetup(config)}`);
-    const report = await engine.reconcile(mode);
-    out(o.json ? JSON.stringify(report, null, 2) : `${mode}: ${summarize(report)}`);
-    return exitCodeOf(report);
+    log.info({ mode, dryRun: Boolean(o.dryRun) }, `${mode}${o.dryRun ? ' (dry run)' : ''}: ${describeSetup(config)}`);
+    const report = await engine.reconcile(mode, { dryRun: o.dryRun });
+    let code = exitCodeOf(report);
+    let note = '';
+    if (mode === 'pull' && !o.allowEmpty && !o.dryRun && code === 0) {
+      const { files } = await new FileTree(config.localDir).scan();
+      if (files.length === 0) {
+        code = 4;
+        note = `pull: the store ${config.storeLabel} is empty and so is the mirror ${config.localDir}: refusing to report success (a proxy started now would have no config and no credentials). Check the store settings; pass --allow-empty if an empty store is expected`;
+      }
+    }
+    const ms = Date.now() - started;
+    if (o.json) out(JSON.stringify({ ...jsonReport(mode, config, report, ms, code), ...(note ? { refused: note } : {}) }, null, 2));
+    else out(`${mode}${o.dryRun ? ' (dry run, nothing changed)' : ''}: ${summarize(report)} in ${ms} ms${note ? `\n${note}` : ''}`);
+    if (note) log.error(note);
+    return code;
   } finally {
     await engine.close();
   }

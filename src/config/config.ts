@@ -4,11 +4,13 @@ import { z } from 'zod';
 import { ConfigError } from '../core/errors.js';
 import { CONFLICT_POLICIES, type ConflictPolicy } from '../engine/conflict.js';
 import { parseDeleteLimit, type DeleteLimit } from '../engine/guard.js';
-import { loadEnv, type EnvLookup, type EnvVar } from './env.js';
-import { parseDuration } from './parse.js';
+import { describeUnknown, loadEnv, unknownVariables, type EnvLookup, type EnvVar } from './env.js';
+import { parseDuration, parseSize } from './parse.js';
+import { secrets } from '../core/redact.js';
+import { secretsOf, specProblem } from '../stores/spec.js';
 
 export { parseDuration } from './parse.js';
-import { defaultLocalDir, describeStore, parseStoreUrl, storeFromEnv, type StoreSpec } from './store-spec.js';
+import { defaultLocalDir, describeStore, parseStoreUrl, storeFromEnv, storeLocalSource, type StoreSpec } from './store-spec.js';
 
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -41,7 +43,19 @@ export interface Config {
   readonly seedConfig?: string;
   /** True when nothing chose a store: the built-in directory store under ./data/. */
   readonly isDefault: boolean;
+  /** Which setting chose the mirror root (for messages about it). */
+  readonly localDirSource: string;
+  /** Which setting chose the HTTP address. */
+  readonly httpSource: string;
+  /** Largest item accepted from either side (`CREDSYNC_MAX_ITEM_BYTES`). */
+  readonly maxItemBytes: number;
+  /** Things worth a warning at start-up (unknown variables, risky settings). */
+  readonly warnings: readonly string[];
 }
+
+/** Commands for which the built-in directory store is used when nothing names a store (the quick start). */
+const DEFAULT_STORE_COMMANDS = new Set(['run']);
+export const DEFAULT_MAX_ITEM_BYTES = 1024 * 1024;
 
 export const DEFAULT_HTTP_ADDR = '127.0.0.1:8319';
 
@@ -65,9 +79,14 @@ function pick<T extends string>(name: string, raw: string, allowed: readonly T[]
  * flags > environment > `.env` > defaults. Throws ConfigError (exit code 2) naming the flag or
  * variable at fault. Pure apart from reading `.env` and checking the seed file exists.
  */
-export function resolveConfig(flags: Flags, opts: { cwd?: string; env?: NodeJS.ProcessEnv; lookup?: EnvLookup } = {}): Config {
+export function resolveConfig(
+  flags: Flags,
+  opts: { cwd?: string; env?: NodeJS.ProcessEnv; lookup?: EnvLookup; command?: string } = {},
+): Config {
   const cwd = opts.cwd ?? process.cwd();
   const env = opts.lookup ?? loadEnv(cwd, opts.env ?? process.env);
+  const unknown = opts.lookup ? [] : unknownVariables(cwd, opts.env ?? process.env);
+  const warnings = unknown.map(describeUnknown);
   const setting = (flag: string | undefined, flagName: string, envName: EnvVar): { raw: string; name: string } | undefined => {
     if (flag !== undefined && flag.trim() !== '') return { raw: flag.trim(), name: flagName };
     const v = env(envName);
@@ -86,11 +105,27 @@ export function resolveConfig(flags: Flags, opts: { cwd?: string; env?: NodeJS.P
     if (fromEnv) {
       store = fromEnv.spec;
       storeSource = fromEnv.source;
-    } else {
+    } else if (opts.command === undefined || DEFAULT_STORE_COMMANDS.has(opts.command)) {
       store = { kind: 'dir', path: resolve(cwd, env('WRITABLE_PATH') ?? cwd, 'data/store') };
       storeSource = 'default';
       isDefault = true;
+    } else {
+      // Falling back to a local directory here would let an init container start a proxy with no
+      // credentials and exit 0: a misspelled variable must be an error, not an empty mirror.
+      const hints = unknown.filter((u) => u.suggestion).map(describeUnknown);
+      throw new ConfigError(
+        `${opts.command}: no store configured: set PGSTORE_DSN (PostgreSQL), OBJECTSTORE_ENDPOINT (S3) or GITSTORE_GIT_URL (Git), ` +
+          `or pass --store URL (file:///path for a directory)${hints.length ? `. ${hints.join('. ')}` : ''}`,
+      );
     }
+  }
+  for (const x of secretsOf(store)) secrets.add(x);
+  const problem = specProblem(store);
+  if (problem) {
+    throw new ConfigError(`${storeSource} ${describeStore(store)}: ${problem}; the value is not shown because it may contain a password — check ${storeSource}`);
+  }
+  if (store.kind === 'postgres' && /[?&]schema=/i.test(store.dsn) && storeSource === 'PGSTORE_DSN') {
+    warnings.push('PGSTORE_DSN has a ?schema= parameter: credsync understands it, but CLIProxyAPI\'s Go driver fails on it ("unrecognized configuration parameter schema") — use PGSTORE_SCHEMA instead');
   }
 
   const local = setting(flags.localDir, '--local-dir', 'CREDSYNC_LOCAL_DIR');
@@ -107,12 +142,15 @@ export function resolveConfig(flags: Flags, opts: { cwd?: string; env?: NodeJS.P
   const interval = env('CREDSYNC_RECONCILE_INTERVAL');
   const shutdown = env('CREDSYNC_SHUTDOWN_TIMEOUT');
   const seed = setting(flags.seedConfig, '--seed-config', 'CREDSYNC_SEED_CONFIG');
+  const maxItem = env('CREDSYNC_MAX_ITEM_BYTES');
 
   const reconcileIntervalMs = interval ? parseDuration('CREDSYNC_RECONCILE_INTERVAL', interval) : 60_000;
   if (reconcileIntervalMs < 1000) throw new ConfigError(`CREDSYNC_RECONCILE_INTERVAL ${interval}: must be at least 1s`);
   let seedConfig: string | undefined;
-  if (seed) seedConfig = resolve(cwd, seed.raw);
-  else if (existsSync(resolve(cwd, 'config.example.yaml'))) seedConfig = resolve(cwd, 'config.example.yaml');
+  if (seed) {
+    seedConfig = resolve(cwd, seed.raw);
+    if (!existsSync(seedConfig)) throw new ConfigError(`${seed.name} ${seed.raw}: ${seedConfig} does not exist; give an existing YAML file, or leave ${seed.name} unset`);
+  } else if (existsSync(resolve(cwd, 'config.example.yaml'))) seedConfig = resolve(cwd, 'config.example.yaml');
 
   return {
     store,
@@ -128,6 +166,10 @@ export function resolveConfig(flags: Flags, opts: { cwd?: string; env?: NodeJS.P
     shutdownTimeoutMs: shutdown ? parseDuration('CREDSYNC_SHUTDOWN_TIMEOUT', shutdown) : 10_000,
     seedConfig,
     isDefault,
+    localDirSource: local ? local.name : storeLocalSource(store, env),
+    httpSource: http ? http.name : 'the default',
+    maxItemBytes: maxItem ? parseSize('CREDSYNC_MAX_ITEM_BYTES', maxItem) : DEFAULT_MAX_ITEM_BYTES,
+    warnings,
   };
 }
 

@@ -23,3 +23,14 @@ export function parseChoice<T extends string>(name: string, raw: string, allowed
   if (!hit) throw new ConfigError(`${name} ${raw}: expected one of ${allowed.join(', ')}`);
   return hit;
 }
+
+/** `1048576`, `512KiB`, `1MiB`, `1MB` (= MiB here: sizes of files, not of disks). */
+export function parseSize(name: string, raw: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*(b|k|kb|kib|m|mb|mib)?$/i.exec(raw.trim());
+  if (!m) throw new ConfigError(`${name} ${raw}: expected a size like 1048576, 512KiB or 1MiB`);
+  const unit = (m[2] ?? 'b').toLowerCase();
+  const mult = unit.startsWith('k') ? 1024 : unit.startsWith('m') ? 1024 * 1024 : 1;
+  const n = Math.floor(Number(m[1]) * mult);
+  if (n < 1024) throw new ConfigError(`${name} ${raw}: must be at least 1KiB`);
+  return n;
+}

@@ -147,3 +147,10 @@ function gitSpec(env: EnvLookup, url: string, branch: string | undefined): Extra
     ...(pollIntervalMs !== undefined ? { pollIntervalMs } : {}),
   };
 }
+
+/** The setting that chose the default mirror root, for messages (e.g. "PGSTORE_LOCAL_PATH/pgstore"). */
+export function storeLocalSource(spec: StoreSpec, env: EnvLookup): string {
+  const own = spec.kind === 'postgres' ? 'PGSTORE_LOCAL_PATH' : spec.kind === 's3' ? 'OBJECTSTORE_LOCAL_PATH' : spec.kind === 'git' ? 'GITSTORE_LOCAL_PATH' : undefined;
+  const parent = own && env(own as 'PGSTORE_LOCAL_PATH') ? own : env('WRITABLE_PATH') ? 'WRITABLE_PATH' : 'the working directory';
+  return `${parent}/${LOCAL_SUBDIR[spec.kind]}`;
+}

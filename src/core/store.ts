@@ -42,6 +42,10 @@ export interface DeleteOptions {
   readonly ifVersion?: string;
 }
 
+export interface InitOptions {
+  readonly readOnly?: boolean;
+}
+
 /** A change seen by a store watcher. `version` is set when the store knows it without a read. */
 export interface Change {
   readonly key: Key;
@@ -95,8 +99,11 @@ export interface Store {
   readonly capabilities: StoreCapabilities;
   /** A redacted description for logs and the state file (never contains secrets). */
   readonly id: string;
-  /** Connect; create schema / directories / prefix. Idempotent. */
-  init(): Promise<void>;
+  /**
+   * Connect; create schema / directories / prefix / bucket. Idempotent. With `readOnly` (`status`,
+   * `--dry-run`) nothing is created anywhere: a store that does not exist yet reads as empty.
+   */
+  init(options?: InitOptions): Promise<void>;
   list(): Promise<Listing>;
   get(key: Key): Promise<Item | null>;
   /** Optional batch read: the items that exist among `keys` (missing ones are left out). */

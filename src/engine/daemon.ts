@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { errorMessage } from '../core/errors.js';
+import { ConfigError, StoreConfigError, errorMessage } from '../core/errors.js';
 import { keyProblem, type Key } from '../core/keys.js';
 import type { Change, StopWatching } from '../core/store.js';
 import { watchTree } from '../fs/watcher.js';
@@ -13,6 +13,9 @@ import type { EngineOptions } from './types.js';
  * failure — else a targeted pass over the dirty keys) until nothing is dirty. Failures back off
  * exponentially; nothing runs before `start()`.
  */
+/** A configuration error that appears after start-up is retried this slowly (it needs an operator). */
+const CONFIG_RETRY_MS = 60_000;
+
 export class Daemon {
   private readonly log: Logger;
   private readonly dirty = new Map<Key, number>();
@@ -108,7 +111,17 @@ export class Daemon {
   }
 
   private onPassFailure(err: unknown): void {
-    if (isOutage(err)) {
+    if (err instanceof StoreConfigError || err instanceof ConfigError) {
+      // Retrying cannot fix it. Before the first reconcile: stop, so `run` exits 2 with the fix.
+      if (!this._ready && this.o.onFatal) {
+        this.stopping = true;
+        this.o.onFatal(err);
+        return;
+      }
+      this.r.setStoreUp(false);
+      this.backoffMs = Math.max(this.backoffMs, CONFIG_RETRY_MS);
+      this.log.error({ store: this.o.store.id, retryInMs: this.backoffMs }, `sync ${this.o.store.id}: ${errorMessage(err)}; mirror kept as is; retrying in ${Math.round(this.backoffMs / 1000)} s`);
+    } else if (isOutage(err)) {
       this.r.setStoreUp(false);
       this.log.warn(
         { store: this.o.store.id, retryInMs: this.backoffMs, pending: this.r.state.pendingKeys().length },

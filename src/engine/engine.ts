@@ -3,9 +3,10 @@ import { Reconciler } from './reconciler.js';
 import { Rejections } from './rejections.js';
 import { StateFile } from './state.js';
 import { buildStatus } from './status.js';
-import type { EngineOptions, ReconcileReport, StatusReport, SyncMode } from './types.js';
+import type { EngineOptions, PassOptions, ReconcileReport, StatusReport, SyncMode } from './types.js';
 
-export type { EngineObserver, EngineOptions, ItemState, ReconcileReport, Rejection, StatusReport, SyncMode } from './types.js';
+export type { EngineObserver, EngineOptions, ItemState, PassOptions, ReconcileReport, Rejection, StatusReport, SyncMode } from './types.js';
+export { passLine } from './reconciler.js';
 
 /**
  * The sync engine's facade, what commands and the HTTP layer use: three-way reconcile of mirror (L)
@@ -34,9 +35,12 @@ export class Engine {
     return this.reconciler.storeUp;
   }
 
-  /** Prepares the mirror and loads the base. Does not touch the store (it may be down). */
-  async open(): Promise<void> {
-    await this.o.mirror.init();
+  /**
+   * Prepares the mirror (its `config/` and `auths/` exist, 0700) and loads the base. Does not touch the
+   * store (it may be down). `readOnly` (status, dry runs) creates nothing.
+   */
+  async open(o: { readOnly?: boolean } = {}): Promise<void> {
+    if (!o.readOnly) await this.o.mirror.init();
     const note = await this.state.load();
     if (note) this.o.log.warn({ file: this.state.path }, `state ${this.state.path}: ${note}`);
     this.o.observer?.pending(this.state.pendingKeys().length);
@@ -44,14 +48,17 @@ export class Engine {
   }
 
   /** One full reconcile in `mode`. Throws StoreError when the store is unreachable (nothing half-done). */
-  reconcile(mode: SyncMode = 'sync'): Promise<ReconcileReport> {
-    return this.reconciler.serial(() => this.reconciler.fullPass(mode));
+  reconcile(mode: SyncMode = 'sync', o: PassOptions = {}): Promise<ReconcileReport> {
+    return this.reconciler.serial(() => this.reconciler.fullPass(mode, o));
   }
 
-  /** Per-key comparison without acting: what `status` shows. Throws StoreError when unreachable. */
-  status(): Promise<StatusReport> {
+  /**
+   * Per-key comparison without acting: what `status` shows. With `readOnly` nothing is created in the
+   * store or the mirror. Throws StoreError when unreachable (see `offlineStatus`).
+   */
+  status(o: { readOnly?: boolean } = {}): Promise<StatusReport> {
     return this.reconciler.serial(async () => {
-      const { plans } = await this.reconciler.planEverything();
+      const { plans } = await this.reconciler.planEverything(o.readOnly ?? false);
       return buildStatus(plans, this.reconciler.rejections.values(), {
         store: this.o.store.id,
         mirror: this.o.mirror.root,

@@ -28,6 +28,7 @@ export interface ExecutorDeps {
   readonly conflictPolicy: ConflictPolicy;
   readonly storeDeletes: DeleteWindow;
   readonly localDeletes: DeleteWindow;
+  readonly maxItemBytes?: number;
   /** Plans one key again from fresh reads (after a CAS conflict or a concurrent local write), guards applied. */
   replan(key: Key, mode: SyncMode, report: ReconcileReport): Promise<Plan | undefined>;
   /** The key kept changing through every retry: hand it to the next pass. */
@@ -99,7 +100,7 @@ export class Executor {
   private async doPull(p: Plan, report: ReconcileReport, since?: number): Promise<'done' | 'replan'> {
     const item = await this.fetchItem(p);
     if (!item) return 'replan';
-    const side = judgeItem(item);
+    const side = judgeItem(item, this.d.maxItemBytes);
     if (side.kind !== 'valid') {
       if (side.kind === 'invalid') this.d.rejections.add({ key: p.key, source: 'store', reason: side.reason });
       return 'done';
@@ -125,7 +126,7 @@ export class Executor {
     (direction === 'pull' ? report.pulled : report.pushed).push(key);
     this.d.observer?.synced(direction, keyKind(key));
     if (since !== undefined) this.d.observer?.propagation(direction, (Date.now() - since) / 1000);
-    this.d.log.info({ key, version: base.version }, direction === 'pull' ? `pull ${key}: written to mirror` : `push ${key}: stored`);
+    this.d.log.debug({ key, version: base.version }, direction === 'pull' ? `pull ${key}: written to mirror` : `push ${key}: stored`);
     return 'done';
   }
 
@@ -155,7 +156,7 @@ export class Executor {
         state.clearPending(p.key);
         report.deletedStore.push(p.key);
         observer?.synced('delete-store', kind);
-        log.info({ key: p.key }, `delete ${p.key}: removed from store (deleted locally)`);
+        log.debug({ key: p.key }, `delete ${p.key}: removed from store (deleted locally)`);
         return 'done';
       }
       case 'delete-local': {
@@ -167,7 +168,7 @@ export class Executor {
         state.clearPending(p.key);
         report.deletedLocal.push(p.key);
         observer?.synced('delete-local', kind);
-        log.info({ key: p.key }, `delete ${p.key}: removed from mirror (deleted in store)`);
+        log.debug({ key: p.key }, `delete ${p.key}: removed from mirror (deleted in store)`);
         return 'done';
       }
       case 'conflict': {
@@ -176,7 +177,7 @@ export class Executor {
         if (!item || !check.same || !check.data) return 'replan';
         const verdict = resolveConflict(p.key, this.d.conflictPolicy, check.data, item.data);
         if ((mode === 'pull' && verdict.winner === 'local') || (mode === 'push' && verdict.winner === 'store')) {
-          report.held.push({ key: p.key, action: 'conflict', reason: `conflict: ${verdict.winner} copy wins (${verdict.why}) but this run is ${mode} only` });
+          report.held.push({ key: p.key, action: 'conflict', reason: `conflict: ${verdict.winner} copy wins (${verdict.why}) but this run is ${mode} only`, guard: false });
           return 'done';
         }
         const keptAt = await this.d.mirror.keepConflict(p.key, verdict.winner === 'local' ? 'store' : 'local', verdict.winner === 'local' ? item.data : check.data);

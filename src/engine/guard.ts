@@ -68,13 +68,13 @@ export interface GuardContext {
  * config is never deleted from the store. Every change is recorded in `report.held`.
  */
 export async function applyGuards(plans: Plan[], g: GuardContext, report: ReconcileReport): Promise<void> {
-  const hold = (p: Plan, reason: string): void => {
-    report.held.push({ key: p.key, action: p.action, reason });
+  const hold = (p: Plan, reason: string, guard = true): void => {
+    report.held.push({ key: p.key, action: p.action, reason, guard });
     p.note = reason;
     p.action = 'held';
   };
   const restore = (p: Plan, reason: string): void => {
-    report.held.push({ key: p.key, action: p.action, reason });
+    report.held.push({ key: p.key, action: p.action, reason, guard: true });
     p.note = reason;
     p.action = g.mode === 'push' ? 'held' : 'pull';
   };
@@ -95,7 +95,7 @@ export async function applyGuards(plans: Plan[], g: GuardContext, report: Reconc
       if (localAuths === 0) {
         reason = `${g.mirrorRoot}/auths is empty or missing: not deleting ${auths.length} item(s) from the store; restoring them locally`;
       } else if (wouldBe > allowed) {
-        reason = `deleting ${wouldBe} of ${g.storeCount} store items exceeds --max-delete ${formatDeleteLimit(g.limit)}: refused; restoring them locally (raise --max-delete for one run to delete on purpose)`;
+        reason = `deleting ${wouldBe} of ${g.storeCount} store items exceeds --max-delete ${formatDeleteLimit(g.limit)}: refused; restoring them locally. To delete them on purpose, run once: credsync sync --max-delete ${wouldBe}`;
       }
       if (reason) {
         g.log.error({ count: auths.length, keys: auths.slice(0, 20).map((p) => p.key) }, `reconcile ${g.mirrorRoot}: ${reason}`);
@@ -112,7 +112,7 @@ export async function applyGuards(plans: Plan[], g: GuardContext, report: Reconc
     const wouldBe = localDel.length + g.localDeletes.recent();
     const allowed = allowedDeletes(g.limit, Math.max(g.baseCount, g.storeCount + localDel.length));
     if (wouldBe > allowed) {
-      const reason = `the store lost ${wouldBe} of ${g.baseCount} items: more than --max-delete ${formatDeleteLimit(g.limit)}; keeping the local files (the store may have been wiped or replaced)`;
+      const reason = `the store lost ${wouldBe} of ${g.baseCount} items: more than --max-delete ${formatDeleteLimit(g.limit)}; keeping the local files (the store may have been wiped or replaced). If the deletions are intended, run once: credsync sync --max-delete ${wouldBe}`;
       g.log.error({ count: localDel.length, keys: localDel.slice(0, 20).map((p) => p.key) }, `reconcile ${g.storeId}: ${reason}`);
       for (const p of localDel) hold(p, reason);
       g.localDeletes.record(localDel.length);
@@ -120,7 +120,7 @@ export async function applyGuards(plans: Plan[], g: GuardContext, report: Reconc
   }
 
   for (const p of plans) {
-    if (g.mode === 'pull' && (p.action === 'push' || p.action === 'delete-store')) hold(p, 'local change not pushed (pull only)');
-    if (g.mode === 'push' && (p.action === 'pull' || p.action === 'delete-local')) hold(p, 'store change not pulled (push only)');
+    if (g.mode === 'pull' && (p.action === 'push' || p.action === 'delete-store')) hold(p, 'local change not pushed (pull only)', false);
+    if (g.mode === 'push' && (p.action === 'pull' || p.action === 'delete-local')) hold(p, 'store change not pulled (push only)', false);
   }
 }

@@ -23,6 +23,12 @@ export interface Plan {
   note?: string;
 }
 
+export const DEFAULT_MAX_ITEM_BYTES = 1024 * 1024;
+
+export function formatBytes(n: number): string {
+  return n % (1024 * 1024) === 0 ? `${n / (1024 * 1024)} MiB` : n % 1024 === 0 ? `${n / 1024} KiB` : `${n} bytes`;
+}
+
 /** What the store holds for a key: its listing entry, and the item when it was read. */
 export interface RemoteView {
   readonly entry: Entry | null;
@@ -41,7 +47,10 @@ export function localSide(s: LocalState): Side {
  * Judges a store item. A store sets `Item.hash` (the canonical content hash) only for valid content,
  * so the item is parsed and hashed here only when the store did not already do it.
  */
-export function judgeItem(item: Item): Side {
+export function judgeItem(item: Item, maxBytes = DEFAULT_MAX_ITEM_BYTES): Side {
+  if (item.data.byteLength > maxBytes) {
+    return { kind: 'invalid', reason: `larger than ${formatBytes(maxBytes)} (${item.data.byteLength} bytes); raise CREDSYNC_MAX_ITEM_BYTES to accept it` };
+  }
   if (item.hash) return { kind: 'valid', hash: item.hash };
   const v = validateContent(item.key, item.data);
   return v.ok ? { kind: 'valid', hash: v.hash } : { kind: 'invalid', reason: v.reason };
@@ -52,16 +61,16 @@ export function judgeItem(item: Item): Side {
  * else from the base when the version is the one last synced. Throws when none can tell: the caller
  * must have read the item (see `keysToFetch`).
  */
-export function remoteSide(key: Key, r: RemoteView, base: BaseEntry | undefined): Side {
+export function remoteSide(key: Key, r: RemoteView, base: BaseEntry | undefined, maxBytes?: number): Side {
   if (!r.entry || r.item === null) return { kind: 'absent' };
-  if (r.item) return judgeItem(r.item);
+  if (r.item) return judgeItem(r.item, maxBytes);
   if (r.entry.hash) return { kind: 'valid', hash: r.entry.hash };
   if (base && base.version === r.entry.version) return { kind: 'valid', hash: base.hash };
   throw new Error(`plan ${key}: the store item must be read first (its hash is not known from the listing or the base)`);
 }
 
-export function planKey(key: Key, local: LocalState, r: RemoteView, base: BaseEntry | undefined): Plan {
-  const remote = remoteSide(key, r, base);
+export function planKey(key: Key, local: LocalState, r: RemoteView, base: BaseEntry | undefined, maxBytes?: number): Plan {
+  const remote = remoteSide(key, r, base, maxBytes);
   const l = localSide(local);
   const remoteVersion = r.item?.version ?? r.entry?.version;
   return { key, action: decide(l, remote, base), local: l, remote, remoteVersion, base, storeItem: r.item ?? undefined };
@@ -79,6 +88,7 @@ export interface FullSnapshot {
   readonly base: BaseLookup;
   /** The items `keysToFetch` named, as read (null: vanished meanwhile). */
   readonly items: ReadonlyMap<Key, Item | null>;
+  readonly maxItemBytes?: number;
 }
 
 const ABSENT: LocalState = { present: false };
@@ -91,7 +101,7 @@ export function planAll(s: FullSnapshot): Plan[] {
   for (const key of [...keys].sort()) {
     if (keyProblem(key)) continue;
     const entry = entries.get(key) ?? null;
-    plans.push(planKey(key, s.locals.get(key) ?? ABSENT, { entry, item: entry ? s.items.get(key) : undefined }, s.base(key)));
+    plans.push(planKey(key, s.locals.get(key) ?? ABSENT, { entry, item: entry ? s.items.get(key) : undefined }, s.base(key), s.maxItemBytes));
   }
   return plans;
 }

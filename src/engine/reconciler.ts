@@ -11,7 +11,7 @@ import { applyGuards, DeleteWindow } from './guard.js';
 import { keysToFetch, keysToRead, planAll, planKey, type Plan } from './plan.js';
 import type { Rejections } from './rejections.js';
 import type { StateFile } from './state.js';
-import { emptyReport, type EngineOptions, type ReconcileReport, type SyncMode } from './types.js';
+import { emptyReport, type EngineOptions, type PassOptions, type ReconcileReport, type SyncMode } from './types.js';
 
 const FETCH_BATCH = 500;
 const FETCH_PARALLEL = 8;
@@ -53,6 +53,7 @@ export class Reconciler {
       conflictPolicy: o.conflictPolicy,
       storeDeletes: this.storeDeletes,
       localDeletes: this.localDeletes,
+      maxItemBytes: o.maxItemBytes,
       replan: async (key, mode, report) => {
         const [p] = await this.planKeys([key], () => true);
         if (p) await this.guard([p], mode, this.lastStoreCount, report);
@@ -85,10 +86,11 @@ export class Reconciler {
     return prev.then(fn).finally(() => release());
   }
 
-  private async ensureStore(): Promise<void> {
+  private async ensureStore(readOnly: boolean): Promise<void> {
     if (this.storeInitialised) return;
-    await this.o.store.init();
-    this.storeInitialised = true;
+    await this.o.store.init({ readOnly });
+    // A read-only init created nothing: a later writing pass initialises for real.
+    this.storeInitialised = !readOnly;
     this.setStoreUp(true);
   }
 
@@ -113,14 +115,14 @@ export class Reconciler {
   }
 
   /** Plans every key: full store listing, full mirror scan, and every key of the base. */
-  async planEverything(): Promise<{ plans: Plan[]; storeCount: number }> {
-    await this.ensureStore();
+  async planEverything(readOnly = false): Promise<{ plans: Plan[]; storeCount: number }> {
+    await this.ensureStore(readOnly);
     const listing = await this.o.store.list();
     this.setStoreUp(true);
     const scan = await this.o.mirror.scan();
     const base = (k: Key): ReturnType<StateFile['base']> => this.state.base(k);
     const items = await this.fetchMany(keysToFetch(listing.entries, base));
-    const plans = planAll({ entries: listing.entries, locals: scan.items, baseKeys: this.state.baseKeys(), base, items });
+    const plans = planAll({ entries: listing.entries, locals: scan.items, baseKeys: this.state.baseKeys(), base, items, maxItemBytes: this.o.maxItemBytes });
     for (const s of scan.skipped) this.rejections.add({ key: s.id, source: 'local', reason: s.reason });
     for (const s of listing.skipped) this.rejections.add({ key: s.id, source: 'store', reason: s.reason });
     this.lastStoreCount = listing.entries.length;
@@ -140,7 +142,7 @@ export class Reconciler {
     this.setStoreUp(true);
     return read.map((key) => {
       const item = items.get(key) ?? null;
-      return planKey(key, locals.get(key)!, { entry: item, item }, this.state.base(key));
+      return planKey(key, locals.get(key)!, { entry: item, item }, this.state.base(key), this.o.maxItemBytes);
     });
   }
 
@@ -190,8 +192,9 @@ export class Reconciler {
    * One full reconcile in `mode`. Throws StoreError when the store is unreachable (nothing is deleted
    * or half-done; local changes are queued as pending).
    */
-  async fullPass(mode: SyncMode): Promise<ReconcileReport> {
+  async fullPass(mode: SyncMode, o: PassOptions = {}): Promise<ReconcileReport> {
     const report = emptyReport();
+    if (o.dryRun) return this.dryRun(mode, report);
     try {
       const { plans, storeCount } = await this.planEverything();
       if (mode !== 'push') await this.seedConfig(plans);
@@ -204,8 +207,25 @@ export class Reconciler {
       throw err;
     } finally {
       report.rejected = this.rejections.values();
-      await this.finishPass();
+      await this.finishPass(report);
     }
+    return report;
+  }
+
+  /** Plans and guards like a real pass, then reports instead of acting: nothing is written anywhere. */
+  private async dryRun(mode: SyncMode, report: ReconcileReport): Promise<ReconcileReport> {
+    report.dryRun = true;
+    const { plans, storeCount } = await this.planEverything(true);
+    await this.guard(plans, mode, storeCount, report);
+    for (const p of plans) {
+      if (p.action === 'in-sync' || p.action === 'forget' || p.action === 'held') continue;
+      report.planned.push({ key: p.key, action: p.action });
+      if (p.action === 'pull') report.pulled.push(p.key);
+      else if (p.action === 'push') report.pushed.push(p.key);
+      else if (p.action === 'delete-local') report.deletedLocal.push(p.key);
+      else if (p.action === 'delete-store') report.deletedStore.push(p.key);
+    }
+    report.rejected = this.rejections.values();
     return report;
   }
 
@@ -220,14 +240,17 @@ export class Reconciler {
       if (isOutage(err)) await this.queueLocalChanges(err);
       throw err;
     } finally {
-      await this.finishPass();
+      await this.finishPass(report);
     }
   }
 
-  private async finishPass(): Promise<void> {
+  /** Makes the pass durable (directory fsyncs, the base) and says what it did in one line. */
+  private async finishPass(report: ReconcileReport): Promise<void> {
     await this.o.mirror.flush();
     await this.state.save();
     this.o.observer?.pending(this.state.pendingKeys().length);
+    const line = passLine(report);
+    if (line) this.log.info({ pulled: report.pulled.length, pushed: report.pushed.length, deletedLocal: report.deletedLocal.length, deletedStore: report.deletedStore.length, conflicts: report.conflicts.length }, line);
   }
 
   /**
@@ -244,4 +267,18 @@ export class Reconciler {
     this.o.observer?.pending(this.state.pendingKeys().length);
     this.setStoreUp(false);
   }
+}
+
+/** One line for a pass that did something, naming the first keys of each kind; null when it did nothing. */
+export function passLine(r: ReconcileReport): string | null {
+  const part = (label: string, keys: readonly string[]): string | null =>
+    keys.length ? `${label} ${keys.length} (${keys.slice(0, 3).join(', ')}${keys.length > 3 ? ', …' : ''})` : null;
+  const parts = [
+    part('pulled', r.pulled),
+    part('pushed', r.pushed),
+    part('removed from mirror', r.deletedLocal),
+    part('removed from store', r.deletedStore),
+    part('conflicts', r.conflicts.map((c) => c.key)),
+  ].filter((x): x is string => x !== null);
+  return parts.length ? `sync: ${parts.join('; ')}` : null;
 }

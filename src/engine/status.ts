@@ -24,7 +24,13 @@ export function buildStatus(
     else if (p.remote.kind === 'valid') state = 'store-only';
     else continue;
     counts[state]++;
-    items.push({ key: p.key, state, ...extra });
+    items.push({
+      key: p.key,
+      state,
+      ...extra,
+      ...(p.local.kind === 'valid' ? { localHash: p.local.hash } : {}),
+      ...(p.remote.kind !== 'absent' && p.remoteVersion ? { storeVersion: p.remoteVersion } : {}),
+    });
   }
   for (const r of rejections) {
     if (items.some((i) => i.key === r.key)) continue;

@@ -36,6 +36,18 @@ export interface EngineOptions {
   readonly seedConfigPath?: string;
   readonly backoffInitialMs?: number;
   readonly backoffMaxMs?: number;
+  /** Largest item accepted from either side (default 1 MiB). */
+  readonly maxItemBytes?: number;
+  /**
+   * Called when the daemon meets a configuration error (wrong credentials, missing database…)
+   * before its first reconcile: it stops; `run` exits 2 with the fix.
+   */
+  readonly onFatal?: (err: Error) => void;
+}
+
+export interface PassOptions {
+  /** Plan and report, change nothing anywhere (store, mirror, state file). */
+  readonly dryRun?: boolean;
 }
 
 export interface Rejection {
@@ -51,8 +63,11 @@ export interface ReconcileReport {
   deletedStore: Key[];
   conflicts: { key: Key; winner: 'local' | 'store'; why: string; keptAt: string }[];
   rejected: Rejection[];
-  /** Actions not taken: the mode forbids them, or a guard refused them. */
-  held: { key: Key; action: Action; reason: string }[];
+  /** Actions not taken: the mode forbids them (`guard: false`), or a guard refused them (`guard: true`). */
+  held: { key: Key; action: Action; reason: string; guard: boolean }[];
+  /** With `dryRun`: what would be done, per key. */
+  planned: { key: Key; action: Action }[];
+  dryRun: boolean;
   errors: { key: Key; error: string }[];
 }
 
@@ -65,6 +80,8 @@ export const emptyReport = (): ReconcileReport => ({
   rejected: [],
   held: [],
   errors: [],
+  planned: [],
+  dryRun: false,
 });
 
 export type ItemState = 'in-sync' | 'local-only' | 'store-only' | 'differs' | 'rejected';
@@ -76,6 +93,6 @@ export interface StatusReport {
   storeUp: boolean;
   lastSyncAt: string | null;
   counts: Record<ItemState, number>;
-  items: { key: string; state: ItemState; source?: 'local' | 'store'; reason?: string }[];
+  items: { key: string; state: ItemState; source?: 'local' | 'store'; reason?: string; localHash?: string; storeVersion?: string }[];
   pending: { key: Key; since: string; attempts: number; lastError?: string }[];
 }

@@ -27,7 +27,7 @@ export class Metrics implements EngineObserver {
 
   constructor() {
     // 1 s event-loop sampling: the default 10 ms wakes an idle daemon 100 times a second.
-    collectDefaultMetrics({ register: this.registry, prefix: 'credsync_process_', eventLoopMonitoringPrecision: 1000 });
+    collectDefaultMetrics({ register: this.registry, prefix: 'credsync_', eventLoopMonitoringPrecision: 1000 });
     this.up.set(0);
     this.pendingGauge.set(0);
     this.rejectedFiles.set(0);

@@ -1,3 +1,4 @@
+import { secrets } from '../core/redact.js';
 import { createServer, type Server } from 'node:http';
 import type { Logger } from 'pino';
 import type { Engine } from '../engine/engine.js';
@@ -20,7 +21,7 @@ export async function startHttp(o: HttpOptions): Promise<{ server: Server; addre
   const server = createServer((req, res) => {
     const send = (code: number, body: string, type = 'text/plain; charset=utf-8'): void => {
       res.writeHead(code, { 'content-type': type, 'cache-control': 'no-store' });
-      res.end(req.method === 'HEAD' ? undefined : body);
+      res.end(req.method === 'HEAD' ? undefined : secrets.scrub(body));
     };
     if (req.method !== 'GET' && req.method !== 'HEAD') return send(405, 'method not allowed\n');
     const path = (req.url ?? '/').split('?')[0];

@@ -44,9 +44,12 @@ export class Mirror {
     this.conflictsDir = join(this.stateDir, 'conflicts');
   }
 
+  /** Creates the root, `config/`, `auths/` and `.credsync/` (0700) when missing, so a proxy finds its layout on a fresh volume. */
   async init(): Promise<void> {
     await this.tree.init();
     await ensureDir(this.stateDir);
+    await ensureDir(join(this.root, 'config'));
+    await ensureDir(join(this.root, 'auths'));
   }
 
   /**

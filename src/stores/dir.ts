@@ -8,7 +8,7 @@ import { watchTree } from '../fs/watcher.js';
 import { contentHash } from '../core/canonical.js';
 import { ConflictError, InvalidKeyError, StoreError, errorMessage } from '../core/errors.js';
 import { validateKey, type Key } from '../core/keys.js';
-import type { Change, DeleteOptions, Entry, Item, Listing, PutOptions, Store, StopWatching, WatchOptions } from '../core/store.js';
+import type { Change, DeleteOptions, Entry, InitOptions, Item, Listing, PutOptions, Store, StopWatching, WatchOptions } from '../core/store.js';
 
 export interface DirStoreOptions {
   /** The store directory (created 0700 if missing). Layout: `config/config.yaml`, `auths/<id>`. */
@@ -69,7 +69,8 @@ export function createDirStore(options: DirStoreOptions): Store {
     capabilities: { cas: 'enforced', watch: 'push' },
     id: `file://${options.path}`,
 
-    async init() {
+    async init(o?: InitOptions) {
+      if (o?.readOnly) return; // a missing directory lists as empty
       try {
         await tree.init();
       } catch (err) {

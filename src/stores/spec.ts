@@ -1,4 +1,5 @@
 import { redactUrl } from '../core/redact.js';
+import { dsnLabel, dsnProblem, dsnSecrets } from './postgres/settings.js';
 
 /** Which store, with its options. Secrets live here and only here; `describeStore` redacts them. */
 export type StoreSpec =
@@ -48,7 +49,7 @@ export function describeStore(spec: StoreSpec): string {
     case 'dir':
       return `file://${spec.path}`;
     case 'postgres':
-      return redactUrl(spec.dsn) + (spec.schema ? ` (schema ${spec.schema})` : '');
+      return dsnLabel(spec.dsn) + (spec.schema ? ` (schema ${spec.schema})` : '');
     case 's3':
       return `s3://${spec.bucket}/${spec.prefix ?? ''} at ${redactUrl(spec.endpoint)}`;
     case 'git':
@@ -56,3 +57,22 @@ export function describeStore(spec: StoreSpec): string {
   }
 }
 
+
+/** Every secret a spec carries, for the process-wide scrubber. */
+export function secretsOf(spec: StoreSpec): string[] {
+  switch (spec.kind) {
+    case 'dir':
+      return [];
+    case 'postgres':
+      return dsnSecrets(spec.dsn);
+    case 's3':
+      return [spec.secretKey, spec.accessKey].filter((x): x is string => !!x);
+    case 'git':
+      return spec.token ? [spec.token, `${spec.username}:${spec.token}`] : [];
+  }
+}
+
+/** Why the spec cannot work, found without any I/O (e.g. a DSN that does not parse); null when none. */
+export function specProblem(spec: StoreSpec): string | null {
+  return spec.kind === 'postgres' ? dsnProblem(spec.dsn) : null;
+}

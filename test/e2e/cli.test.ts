@@ -4,6 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdir, readFile, readdir, realpath, rm, stat, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { processGroup, REPO_ROOT, type CliResult } from '../support/daemon.js';
@@ -152,11 +153,12 @@ describe('credsync one-shot commands', () => {
     expect((await p.cli(['sync'])).code).toBe(0);
     const before = await tree(p.store, true);
     await rm(join(p.mirror, 'auths'), { recursive: true, force: true });
+    // exit 4: a guard refused the deletions (documented in --help); the files are restored instead
     const push = await p.cli(['push']);
-    expect(push.code, fail(push)).toBe(0);
+    expect(push.code, fail(push)).toBe(4);
     expect(await tree(p.store, true)).toEqual(before);
     const sync = await p.cli(['sync']);
-    expect(sync.code, fail(sync)).toBe(0);
+    expect(sync.code, fail(sync)).toBe(4);
     expect(await tree(p.store, true)).toEqual(before);
     // and says why
     expect(sync.stderr + sync.stdout).toMatch(/empty or missing|not deleting/);
@@ -210,17 +212,25 @@ describe('credsync one-shot commands', () => {
       expect(await tree(p.mirror)).toEqual({ files: new Map(), dirs: new Map() });
     });
 
-    it('status on a store path that cannot be created exits 1 with a one-line message', async () => {
+    it('sync on a store path that cannot be created exits 1 with one JSON line naming the path, no stack trace', async () => {
       const dir = join(tmp.path, 'blocked');
       await mkdir(dir, { recursive: true });
       await writeFile(join(dir, 'file'), 'a regular file, not a directory');
-      const r = await g.cli(['status'], { env: { CREDSYNC_STORE: pathToFileURL(join(dir, 'file', 'store')).href, CREDSYNC_LOCAL_DIR: join(dir, 'mirror') } });
+      const r = await g.cli(['sync'], { env: { CREDSYNC_STORE: pathToFileURL(join(dir, 'file', 'store')).href, CREDSYNC_LOCAL_DIR: join(dir, 'mirror'), CREDSYNC_LOG_LEVEL: 'error' } });
       expect(r.code, fail(r)).toBe(1);
       const lines = r.stderr.trim().split('\n');
       expect(lines, r.stderr).toHaveLength(1);
-      expect(lines[0]).toMatch(/^credsync: /);
-      expect(lines[0]).toContain(join(dir, 'file'));
-      expect(r.stderr).not.toMatch(/^\s+at /m);
+      const line = JSON.parse(lines[0]!) as { level: number; msg: string; exitCode: number };
+      expect(line).toMatchObject({ level: 60, exitCode: 1 });
+      expect(line.msg).toContain(join(dir, 'file'));
+      expect(r.stderr).not.toMatch(/\bat .*\.js:\d+/);
+    });
+
+    it('status creates nothing: not the store directory, not the mirror', async () => {
+      const dir = join(tmp.path, 'readonly');
+      const r = await g.cli(['status'], { env: { CREDSYNC_STORE: pathToFileURL(join(dir, 'store')).href, CREDSYNC_LOCAL_DIR: join(dir, 'mirror') } });
+      expect(r.code, fail(r)).toBe(0);
+      expect(existsSync(dir), 'status created files').toBe(false);
     });
   });
 
@@ -274,7 +284,8 @@ describe('credsync one-shot commands', () => {
       const found: string[] = [];
       for (const args of [['status'], ['status', '--json'], ['sync'], ['sync', '--json']]) {
         const r = await p.cli(args);
-        expect(r.code, fail(r)).toBe(0);
+        // sync exits 1: an item was rejected (documented); status only reports
+        expect(r.code, fail(r)).toBe(args[0] === 'sync' ? 1 : 0);
         expect(r.stdout + r.stderr, `${args.join(' ')} reports the bad files`).toMatch(/unquoted\.json/);
         found.push(...leaks(r, 'LEAKCAN').map((l) => `${args.join(' ')}: ${l}`));
       }
@@ -297,18 +308,19 @@ describe('credsync one-shot commands', () => {
   });
 
   describe('nothing configured', () => {
-    it('pull uses ./data/store and ./data/mirror under the working directory', async () => {
+    it('pull with no store configured exits 2, names the variables, and creates nothing (no silent fallback)', async () => {
       await mkdir(join(tmp.path, 'bare-pull'), { recursive: true });
       const cwd = await realpath(join(tmp.path, 'bare-pull'));
-      await fill(join(cwd, 'data', 'store'), { 'auths/a.json': '{"type":"claude","n":1}', 'config/config.yaml': CONFIG });
       const r = await g.cli(['pull'], { cwd });
-      expect(r.code, fail(r)).toBe(0);
-      expect(contents(await tree(join(cwd, 'data', 'mirror')))).toEqual({ 'auths/a.json': '{"type":"claude","n":1}', 'config/config.yaml': CONFIG });
-      // nothing written elsewhere under cwd
-      expect((await readdir(cwd)).sort()).toEqual(['data']);
-      expect((await readdir(join(cwd, 'data'))).sort()).toEqual(['mirror', 'store']);
-      expect(r.stderr).toContain(join(cwd, 'data', 'store'));
-      expect(r.stderr).toContain(join(cwd, 'data', 'mirror'));
+      expect(r.code, fail(r)).toBe(2);
+      expect(r.stderr).toMatch(/no store configured: set PGSTORE_DSN .*OBJECTSTORE_ENDPOINT .*GITSTORE_GIT_URL/);
+      expect(await readdir(cwd)).toEqual([]);
+    });
+
+    it('a misspelled PGSTORE_DNS makes pull exit 2 and suggests PGSTORE_DSN', async () => {
+      const r = await g.cli(['pull'], { env: { PGSTORE_DNS: 'postgres://u:topsecretpw@127.0.0.1:1/x' } });
+      expect(r.code, fail(r)).toBe(2);
+      expect(r.stderr).toMatch(/PGSTORE_DNS \(in the environment\) is not a credsync setting; did you mean PGSTORE_DSN\?/);
     });
 
     it('run says where the built-in store and mirror are, and syncs them', async () => {

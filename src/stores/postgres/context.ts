@@ -27,4 +27,6 @@ export interface PgContext {
   fail(op: string, key: string | undefined, err: unknown, prefix?: string): StoreError;
   /** Scrubs secrets from a driver message. */
   sanitize(err: unknown): string;
+  /** Set by a read-only init that found no tables: the store reads as empty, nothing is created. */
+  tablesMissing: boolean;
 }

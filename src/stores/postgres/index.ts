@@ -1,15 +1,15 @@
 import postgres from 'postgres';
 import type { Logger } from 'pino';
-import { StoreError } from '../../core/errors.js';
-import type { Change, StopWatching, Store, WatchOptions } from '../../core/store.js';
+import { ItemRejectedError, StoreConfigError, StoreError } from '../../core/errors.js';
+import type { Change, InitOptions, StopWatching, Store, WatchOptions } from '../../core/store.js';
 import { STORE, type PgContext } from './context.js';
 import { listen } from './listener.js';
 import { queries } from './queries.js';
-import { initSchema, quoteIdent, type SchemaState } from './schema.js';
-import { connectionConfig, errorCode, redactDsn, sanitizeReason, type ConnectionConfig, type Options, type Sql } from './settings.js';
+import { checkSchema, initSchema, quoteIdent, type SchemaState } from './schema.js';
+import { classify, connectionConfig, dsnLabel, errorCode, hostLabel, sanitizeReason, type ConnectionConfig, type Options, type Sql } from './settings.js';
 
 export { pgChannelFor, quoteIdent } from './schema.js';
-export { redactDsn } from './settings.js';
+export { dsnLabel, dsnProblem, dsnSecrets, redactDsn } from './settings.js';
 
 /**
  * PostgreSQL store, on the tables CLIProxyAPI's Go store uses (`config_store`, `auth_store`).
@@ -41,13 +41,7 @@ const DEFAULT_CONNECT_TIMEOUT_S = 10;
 const DEFAULT_APP_NAME = 'credsync';
 
 export function createPostgresStore(options: PostgresStoreOptions): Store {
-  const redacted = (() => {
-    try {
-      return redactDsn(options.dsn);
-    } catch {
-      return '<unparseable DSN>';
-    }
-  })();
+  const redacted = dsnLabel(options.dsn);
   let config: ConnectionConfig | undefined;
   let configError: unknown;
   try {
@@ -66,11 +60,16 @@ export function createPostgresStore(options: PostgresStoreOptions): Store {
   let closed = false;
   let sqlInstance: Sql | undefined;
 
+  const where = config ? hostLabel(config) : 'the server';
   const fail = (op: string, key: string | undefined, err: unknown, prefix = ''): StoreError => {
     if (err instanceof StoreError) return err;
+    const code = errorCode(err);
     const reason = prefix + sanitizeReason(err, secrets);
-    const cause = Object.assign(new Error(reason), { code: errorCode(err) });
-    return new StoreError(STORE, op, key, reason, { cause });
+    const cause = Object.assign(new Error(reason), { code });
+    const config = classify(code, op, key !== undefined, where);
+    if (config?.kind === 'config') return new StoreConfigError(STORE, op, `${reason}`, config.fix, { cause });
+    if (config?.kind === 'item') return new ItemRejectedError(STORE, op, key, `${reason}; ${config.fix}`, { cause });
+    return new StoreError(STORE, op, key, config ? `${reason} — ${config.fix}` : reason, { cause });
   };
 
   const makeSql: PgContext['makeSql'] = (extra) => {
@@ -102,6 +101,7 @@ export function createPostgresStore(options: PostgresStoreOptions): Store {
     makeSql,
     fail,
     sanitize: (err) => sanitizeReason(err, secrets),
+    tablesMissing: false,
   };
 
   let initPromise: Promise<SchemaState> | undefined;
@@ -117,8 +117,13 @@ export function createPostgresStore(options: PostgresStoreOptions): Store {
     capabilities: { cas: 'enforced', watch: 'push' },
     id,
 
-    async init(): Promise<void> {
+    async init(o?: InitOptions): Promise<void> {
       if (closed) throw new StoreError(STORE, 'init', undefined, 'store is closed');
+      if (o?.readOnly) {
+        ctx.tablesMissing = !(await checkSchema(ctx)).tablesExist;
+        return;
+      }
+      ctx.tablesMissing = false;
       // Always run (idempotent): a second init re-checks schema, tables and triggers.
       initPromise = undefined;
       await ensureInit();

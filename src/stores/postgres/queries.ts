@@ -1,5 +1,5 @@
 import type postgres from 'postgres';
-import { ConflictError, StoreError } from '../../core/errors.js';
+import { ConflictError, ItemRejectedError } from '../../core/errors.js';
 import { AUTH_PREFIX, CONFIG_KEY, authIdOf, keyProblem, validateKey, type Key } from '../../core/keys.js';
 import { contentHash, toLf } from '../../core/canonical.js';
 import type { DeleteOptions, Entry, Item, Listing, PutOptions, SkippedItem, Store } from '../../core/store.js';
@@ -39,14 +39,14 @@ export function queries(ctx: PgContext): PgQueries {
     try {
       text = decoder.decode(data);
     } catch {
-      throw new StoreError(STORE, 'put', key, 'content is not valid UTF-8');
+      throw new ItemRejectedError(STORE, 'put', key, 'content is not valid UTF-8');
     }
-    if (text.includes('\u0000')) throw new StoreError(STORE, 'put', key, 'content contains a NUL character');
+    if (text.includes('\u0000')) throw new ItemRejectedError(STORE, 'put', key, 'content contains a NUL character (PostgreSQL text and jsonb cannot hold it)');
     if (t.table === 'config') return toLf(text);
     try {
       JSON.parse(text);
     } catch {
-      throw new StoreError(STORE, 'put', key, 'content is not valid JSON (auth_store.content is JSONB)');
+      throw new ItemRejectedError(STORE, 'put', key, 'content is not valid JSON (auth_store.content is JSONB)');
     }
     return text;
   }
@@ -58,6 +58,7 @@ export function queries(ctx: PgContext): PgQueries {
 
   return {
     async list(): Promise<Listing> {
+      if (ctx.tablesMissing) return { entries: [], skipped: [] };
       let rows: postgres.RowList<postgres.Row[]>;
       try {
         rows = await sql().unsafe(
@@ -88,6 +89,7 @@ export function queries(ctx: PgContext): PgQueries {
 
     async get(key: Key): Promise<Item | null> {
       const t = target(key);
+      if (ctx.tablesMissing) return null;
       let rows: postgres.RowList<postgres.Row[]>;
       try {
         rows = await sql().unsafe(`SELECT content::text AS c, ${versionExpr} AS v FROM ${tableOf(t)} WHERE id = $1`, [t.id]);
@@ -103,6 +105,10 @@ export function queries(ctx: PgContext): PgQueries {
 
     /** One round trip for many keys (cold start, bursts). Missing keys are left out. */
     async getMany(keys: Key[]): Promise<Item[]> {
+      if (ctx.tablesMissing) {
+        for (const k of keys) target(k);
+        return [];
+      }
       const ids: string[] = [];
       let wantConfig = false;
       for (const key of keys) {

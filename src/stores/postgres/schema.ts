@@ -184,3 +184,13 @@ async function installTriggers(tx: postgres.TransactionSql<Record<string, never>
     }
   }
 }
+
+/** Read-only start (`status`, `--dry-run`): connects and checks the tables exist; creates nothing. */
+export async function checkSchema(ctx: PgContext): Promise<{ tablesExist: boolean }> {
+  try {
+    const rows = await ctx.sql().unsafe('SELECT to_regclass($1) IS NOT NULL AS c, to_regclass($2) IS NOT NULL AS a', [ctx.configTable, ctx.authTable]);
+    return { tablesExist: Boolean(rows[0]!.c) && Boolean(rows[0]!.a) };
+  } catch (err) {
+    throw ctx.fail('init', undefined, err, `${ctx.id}: `);
+  }
+}

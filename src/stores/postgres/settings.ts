@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type postgres from 'postgres';
+import { unparseableLabel } from '../../core/redact.js';
 
 /**
  * PostgreSQL connection settings: the DSN in either form libpq and pgx accept (URL and
@@ -142,7 +143,41 @@ function parseDsn(dsn: string): ParsedDsn {
   return URL_SCHEME.test(trimmed) ? parseUrlDsn(trimmed) : parseKeywordDsn(trimmed);
 }
 
-/** The DSN with its password (and other secrets) replaced by `***`. Safe for logs and messages. */
+/**
+ * A label for the DSN that is safe to print anywhere: the DSN with its password replaced by `***` when
+ * it parses cleanly, else only its scheme and host (`unparseableLabel`). Never throws.
+ */
+export function dsnLabel(dsn: string): string {
+  let config: ConnectionConfig;
+  try {
+    config = connectionConfig(dsn);
+  } catch {
+    return unparseableLabel(dsn);
+  }
+  const label = redactDsn(dsn);
+  return config.secrets.some((x) => label.includes(x) || label.includes(encodeURIComponent(x))) ? unparseableLabel(dsn) : label;
+}
+
+/** Passwords in the DSN (for the scrubber); empty when it does not parse. */
+export function dsnSecrets(dsn: string): string[] {
+  try {
+    return connectionConfig(dsn).secrets;
+  } catch {
+    return [];
+  }
+}
+
+/** Why the DSN cannot be used, without quoting any of it; null when it parses. */
+export function dsnProblem(dsn: string): string | null {
+  try {
+    connectionConfig(dsn);
+    return null;
+  } catch (err) {
+    return (err as Error).message;
+  }
+}
+
+/** The DSN with its password (and other secrets) replaced by `***`. Use `dsnLabel`, which falls back safely. */
 export function redactDsn(dsn: string): string {
   const trimmed = dsn.trim();
   if (URL_SCHEME.test(trimmed)) {
@@ -215,7 +250,7 @@ function sslOption(params: Map<string, string>): Options['ssl'] {
 
 export function connectionConfig(dsn: string): ConnectionConfig {
   const { params } = parseDsn(dsn);
-  const secrets = [params.get('password'), params.get('sslpassword')].filter((s): s is string => !!s && s.length >= 3);
+  const secrets = [params.get('password'), params.get('sslpassword'), process.env.PGPASSWORD].filter((s): s is string => !!s && s.length >= 3);
   const base: Options = {};
   const hostList = (params.get('hostaddr') || params.get('host') || '').split(',').filter((h) => h !== '');
   const portList = (params.get('port') || '').split(',').map((p) => p.trim());
@@ -223,7 +258,7 @@ export function connectionConfig(dsn: string): ConnectionConfig {
     const raw = portList.length === 1 ? portList[0] : portList[i];
     if (!raw) return 5432;
     const p = Number(raw);
-    if (!Number.isInteger(p) || p <= 0 || p > 65535) throw new Error(`invalid port ${JSON.stringify(raw)}`);
+    if (!Number.isInteger(p) || p <= 0 || p > 65535) throw new Error('invalid port (not a number from 1 to 65535; a "?", "@", "/" or "#" in the password must be percent-encoded)');
     return p;
   };
   if (hostList.length > 0 && hostList[0]!.startsWith('/')) {
@@ -279,4 +314,53 @@ export function sanitizeReason(err: unknown, secrets: readonly string[]): string
 export function errorCode(err: unknown): string | undefined {
   const c = (err as { code?: unknown } | null)?.code;
   return typeof c === 'string' ? c : undefined;
+}
+
+/** `host:port` of the first server, for messages. */
+export function hostLabel(c: ConnectionConfig): string {
+  const b = c.base as { host?: string | string[]; port?: number | number[]; path?: string };
+  if (b.path) return b.path;
+  const host = Array.isArray(b.host) ? b.host.join(',') : (b.host ?? 'localhost');
+  const port = Array.isArray(b.port) ? b.port[0] : (b.port ?? 5432);
+  return `${host}:${port}`;
+}
+
+/**
+ * Classifies a PostgreSQL or network failure once, at the boundary: `config` when retrying cannot fix
+ * it (wrong password, missing database or role, no privilege to create the schema), `item` when it
+ * concerns one row only (content the server refuses, no privilege on a write), else an outage with a
+ * hint. `fix` names the setting and what to do.
+ */
+export function classify(code: string | undefined, op: string, hasKey: boolean, where: string): { kind: 'config' | 'item' | 'outage'; fix: string } | null {
+  switch (code) {
+    case '28P01':
+      return { kind: 'config', fix: 'the password was refused: check the password in PGSTORE_DSN (or PGPASSWORD)' };
+    case '28000':
+      return { kind: 'config', fix: 'the role was refused: check the user in PGSTORE_DSN exists and pg_hba.conf lets it connect' };
+    case '3D000':
+      return { kind: 'config', fix: 'the database does not exist: create it, or fix the database name in PGSTORE_DSN' };
+    case '42501':
+      return hasKey
+        ? { kind: 'item', fix: 'permission denied for this write: grant SELECT, INSERT, UPDATE, DELETE on config_store and auth_store to the role in PGSTORE_DSN' }
+        : { kind: 'config', fix: `permission denied during ${op}: run credsync once as the owner of the schema, or grant CREATE on it (PGSTORE_SCHEMA) to the role in PGSTORE_DSN` };
+    case '3F000':
+      return { kind: 'config', fix: 'the schema does not exist and could not be created: check PGSTORE_SCHEMA' };
+    case '22P05':
+    case '22P02':
+    case '22021':
+    case '54000':
+    case '22001':
+      return hasKey ? { kind: 'item', fix: 'the server refuses this content (auth_store.content is JSONB): fix the file' } : null;
+    case 'CONNECT_TIMEOUT':
+      return { kind: 'outage', fix: `no answer from ${where}: check the host and port in PGSTORE_DSN and the network path` };
+    case 'ECONNREFUSED':
+      return { kind: 'outage', fix: `connection refused by ${where}: is PostgreSQL running there (PGSTORE_DSN)?` };
+    case 'ECONNRESET':
+      return { kind: 'outage', fix: `connection reset by ${where}: is it a PostgreSQL server (PGSTORE_DSN host and port)?` };
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return { kind: 'outage', fix: `host of PGSTORE_DSN not found (${where}): check the name` };
+    default:
+      return null;
+  }
 }
