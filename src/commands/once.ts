@@ -3,6 +3,7 @@ import type { Config } from '../config/config.js';
 import type { ReconcileReport, SyncMode } from '../engine/engine.js';
 import { buildEngine, describeSetup, exitCodeOf, summarize } from './common.js';
 import { FileTree } from '../fs/tree.js';
+import { progressBar } from './progress.js';
 
 export interface OnceOptions {
   readonly json?: boolean;
@@ -55,7 +56,13 @@ export async function runOnce(mode: SyncMode, config: Config, log: Logger, o: On
   const engine = await buildEngine(config, log, { readOnly: o.dryRun });
   try {
     log.info({ mode, dryRun: Boolean(o.dryRun) }, `${mode}${o.dryRun ? ' (dry run)' : ''}: ${describeSetup(config)}`);
-    const report = await engine.reconcile(mode, { dryRun: o.dryRun });
+    const bar = progressBar(mode);
+    let report: ReconcileReport;
+    try {
+      report = await engine.reconcile(mode, { dryRun: o.dryRun, progress: bar.update });
+    } finally {
+      bar.stop();
+    }
     let code = exitCodeOf(report);
     let note = '';
     if (mode === 'pull' && !o.allowEmpty && !o.dryRun && code === 0) {

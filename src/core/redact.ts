@@ -26,7 +26,7 @@ export function redactUrl(raw: string): string {
  */
 export function unparseableLabel(raw: string): string {
   const s = raw.trim();
-  const scheme = /([a-z][a-z0-9+.-]*):\/\//i.exec(s);
+  const scheme = /^["']?([a-z][a-z0-9+.-]*):\/+/i.exec(s);
   const afterAt = s.includes('@') ? s.slice(s.lastIndexOf('@') + 1) : scheme ? s.slice(scheme.index + scheme[0].length) : '';
   const host = /^[\w.-]+(?::\d{1,5})?/.exec(afterAt)?.[0];
   const kvHost = /(?:^|\s)host\s*=\s*([\w.-]+)/i.exec(s)?.[1];

@@ -43,8 +43,15 @@ export interface ExecutorDeps {
 export class Executor {
   constructor(private readonly d: ExecutorDeps) {}
 
-  async executeAll(plans: Plan[], mode: SyncMode, report: ReconcileReport, since?: ReadonlyMap<Key, number>): Promise<void> {
-    await forEachLimit(plans, EXECUTE_PARALLEL, (plan) => this.executeOne(plan, mode, report, since?.get(plan.key)));
+  async executeAll(plans: Plan[], mode: SyncMode, report: ReconcileReport, since?: ReadonlyMap<Key, number>, progress?: (done: number, total: number) => void): Promise<void> {
+    // Progress counts real work only: keys already in sync finish instantly and would make the bar lie.
+    const work = plans.filter((p) => p.action !== 'in-sync' && p.action !== 'forget' && p.action !== 'held').length;
+    let done = 0;
+    await forEachLimit(plans, EXECUTE_PARALLEL, async (plan) => {
+      const counted = plan.action !== 'in-sync' && plan.action !== 'forget' && plan.action !== 'held';
+      await this.executeOne(plan, mode, report, since?.get(plan.key));
+      if (counted && progress) progress(++done, work);
+    });
   }
 
   /** Runs one plan; a CAS conflict or a concurrent local write re-plans that key (bounded). */

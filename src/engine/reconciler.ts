@@ -199,7 +199,7 @@ export class Reconciler {
       const { plans, storeCount } = await this.planEverything();
       if (mode !== 'push') await this.seedConfig(plans);
       await this.guard(plans, mode, storeCount, report);
-      await this.executor.executeAll(plans, mode, report);
+      await this.executor.executeAll(plans, mode, report, undefined, o.progress);
       this.state.touchSync();
       this.o.observer?.lastSync(this.state.data.lastSyncAt!);
     } catch (err) {

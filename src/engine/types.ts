@@ -48,6 +48,8 @@ export interface EngineOptions {
 export interface PassOptions {
   /** Plan and report, change nothing anywhere (store, mirror, state file). */
   readonly dryRun?: boolean;
+  /** Called as planned actions complete (a progress bar for long one-shot passes). */
+  readonly progress?: (done: number, total: number) => void;
 }
 
 export interface Rejection {

@@ -112,6 +112,19 @@ export function createPostgresStore(options: PostgresStoreOptions): Store {
     }));
   const watchers = new Set<StopWatching>();
 
+  /**
+   * postgres.js keeps reconnecting when something that is not PostgreSQL accepts the connection and
+   * closes it: start-up is bounded, so a wrong port fails with a reason instead of hanging.
+   */
+  const bounded = <T>(p: Promise<T>): Promise<T> => {
+    const ms = (connectTimeout + 2) * 1000;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(fail('init', undefined, Object.assign(new Error(`no PostgreSQL handshake within ${ms / 1000} s`), { code: 'NO_HANDSHAKE' }))), ms);
+    });
+    return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+  };
+
   return {
     name: STORE,
     capabilities: { cas: 'enforced', watch: 'push' },
@@ -120,13 +133,13 @@ export function createPostgresStore(options: PostgresStoreOptions): Store {
     async init(o?: InitOptions): Promise<void> {
       if (closed) throw new StoreError(STORE, 'init', undefined, 'store is closed');
       if (o?.readOnly) {
-        ctx.tablesMissing = !(await checkSchema(ctx)).tablesExist;
+        ctx.tablesMissing = !(await bounded(checkSchema(ctx))).tablesExist;
         return;
       }
       ctx.tablesMissing = false;
       // Always run (idempotent): a second init re-checks schema, tables and triggers.
       initPromise = undefined;
-      await ensureInit();
+      await bounded(ensureInit());
     },
 
     ...queries(ctx),

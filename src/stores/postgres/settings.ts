@@ -355,6 +355,7 @@ export function classify(code: string | undefined, op: string, hasKey: boolean, 
       return { kind: 'outage', fix: `no answer from ${where}: check the host and port in PGSTORE_DSN and the network path` };
     case 'ECONNREFUSED':
       return { kind: 'outage', fix: `connection refused by ${where}: is PostgreSQL running there (PGSTORE_DSN)?` };
+    case 'NO_HANDSHAKE':
     case 'ECONNRESET':
       return { kind: 'outage', fix: `connection reset by ${where}: is it a PostgreSQL server (PGSTORE_DSN host and port)?` };
     case 'ENOTFOUND':
