@@ -71,6 +71,12 @@ export const ENV_VARS = [
 ] as const;
 export type EnvVar = (typeof ENV_VARS)[number];
 
+/**
+ * Standard variables read by the PostgreSQL driver itself, not by credsync's configuration:
+ * `PGPASSWORD` supplies the password when the DSN has none (no URL-escaping needed).
+ */
+export const DRIVER_ENV_VARS = ['PGPASSWORD'] as const;
+
 const OUR_PREFIXES = ['PGSTORE_', 'OBJECTSTORE_', 'GITSTORE_', 'CREDSYNC_'];
 /** Variables of ours that are read elsewhere (tests, benchmarks), not by credsync itself. */
 const IGNORED_PREFIXES = ['CREDSYNC_TEST_', 'CREDSYNC_BENCH_'];

@@ -6,7 +6,7 @@ import { cp, copyFile, mkdir, readFile, stat, writeFile } from 'node:fs/promises
 import { join, dirname, posix } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseAllDocuments, parse as parseYaml } from 'yaml';
-import { ENV_VARS } from '../../src/config/env.js';
+import { DRIVER_ENV_VARS, ENV_VARS } from '../../src/config/env.js';
 import { resolveConfig, type Config } from '../../src/config/config.js';
 import { tempDir } from '../support/tmp.js';
 
@@ -31,7 +31,7 @@ async function checkInvocation(where: string, args: string[], env: Record<string
   expect(COMMANDS, `${where}: command ${cmd}`).toContain(cmd);
   const help = await helpOf(cmd!);
   for (const a of rest.filter((x) => x.startsWith('--'))) expect(help, `${where}: flag ${a} of ${cmd}`).toContain(a.split('=')[0]!);
-  for (const name of Object.keys(env)) expect(ENV_VARS as readonly string[], `${where}: env ${name}`).toContain(name);
+  for (const name of Object.keys(env)) expect([...ENV_VARS, ...DRIVER_ENV_VARS] as readonly string[], `${where}: env ${name}`).toContain(name);
   return resolveConfig({}, { cwd: '/data', env });
 }
 
@@ -130,7 +130,13 @@ describe('deploy/kubernetes', () => {
   it('runs credsync pull as an init container and credsync run as a sidecar, consistently with the CLI', async () => {
     const dep = kinds('Deployment')[0] as { spec: { template: { spec: Obj } } };
     const pod = dep.spec.template.spec as { initContainers: Obj[]; containers: Obj[]; volumes: Obj[]; terminationGracePeriodSeconds: number };
-    const secret = kinds('Secret')[0] as { metadata: { name: string }; stringData: Record<string, string> };
+    // One story for the Secret: the README's `kubectl create secret` is the only place it is made.
+    expect(kinds('Secret'), 'the kustomization must not carry a Secret that apply -k would overwrite').toEqual([]);
+    const readme = read(join('deploy/kubernetes', 'README.md'));
+    const create = /create secret generic (\S+)((?:\s*\\?\s*--from-literal=[A-Z_]+='[^']*')+)/.exec(readme);
+    expect(create, 'README creates the Secret').not.toBeNull();
+    const secret = { metadata: { name: create![1]! }, stringData: Object.fromEntries([...create![2]!.matchAll(/--from-literal=([A-Z_]+)='([^']*)'/g)].map((m) => [m[1]!, m[2]!])) };
+    expect(secret.stringData.PGSTORE_DSN).not.toContain('the-database-password');
     const envOf = (c: Obj): Record<string, string> =>
       Object.fromEntries(
         (c.env as Array<{ name: string; value?: string; valueFrom?: { secretKeyRef: { name: string; key: string } } }>).map((e) => {

@@ -98,6 +98,18 @@ const rows: Row[] = [
     needsPg: true,
   },
   {
+    name: 'wrong PGPASSWORD beside a DSN without a password',
+    args: ['pull'],
+    env: () => {
+      const u = new URL(pgUrl);
+      u.password = '';
+      return { PGSTORE_DSN: u.toString(), PGPASSWORD: CANARY };
+    },
+    code: 2,
+    message: /password was refused: check the password in PGSTORE_DSN \(or PGPASSWORD\)/,
+    needsPg: true,
+  },
+  {
     name: 'missing database',
     args: ['sync'],
     env: () => {
