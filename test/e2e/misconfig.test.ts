@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { mkdir, writeFile } from 'node:fs/promises';
-import { createServer, type Server } from 'node:net';
+import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { freePort, processGroup, type CliResult } from '../support/daemon.js';
@@ -163,6 +163,7 @@ describe('misconfigurations: exit code, message, no secret', () => {
   const g = processGroup('all');
   let tmp: { path: string; remove(): Promise<void> };
   let busy: Server;
+  const sockets = new Set<Socket>();
   let reset: Server;
   const ctx = { dir: '', busyPort: 0, resetPort: 0 };
   let n = 0;
@@ -170,14 +171,22 @@ describe('misconfigurations: exit code, message, no secret', () => {
   beforeAll(async () => {
     tmp = await tempDir('credsync-misconfig-');
     ctx.busyPort = await freePort();
-    busy = createServer(() => {});
+    busy = createServer((sock) => {
+      sockets.add(sock);
+      sock.on('error', () => {});
+    });
     await new Promise<void>((r) => busy.listen(ctx.busyPort, '127.0.0.1', r));
     // Accepts and answers garbage, like a service that is not PostgreSQL.
-    reset = createServer((s) => s.end('HTTP/1.1 400 Bad Request\r\n\r\n'));
+    reset = createServer((sock) => {
+      sockets.add(sock);
+      sock.on('error', () => {});
+      sock.end('HTTP/1.1 400 Bad Request\r\n\r\n');
+    });
     await new Promise<void>((r) => reset.listen(0, '127.0.0.1', r));
     ctx.resetPort = (reset.address() as { port: number }).port;
   });
   afterAll(async () => {
+    for (const sock of sockets) sock.destroy();
     await new Promise((r) => busy.close(r));
     await new Promise((r) => reset.close(r));
     await tmp.remove();
