@@ -92,6 +92,23 @@ describe('operator experience', () => {
     });
   });
 
+  it('a key=value DSN with its password never shows in the daemon\'s logs, /status or /metrics', async (ctx) => {
+    if (!pgUrl) ctx.skip();
+    const u = new URL(pgUrl);
+    const password = decodeURIComponent(u.password);
+    if (password.length < 4) ctx.skip();
+    const d = await caseDir();
+    const dsn = `host=${u.hostname} port=${u.port} user=${decodeURIComponent(u.username)} password=${password} dbname=${u.pathname.slice(1) || 'postgres'}`;
+    await fill(join(d, 'mirror'), { 'auths/a.json': '{"type":"claude"}' });
+    const daemon = await g.start({ env: { PGSTORE_DSN: dsn, PGSTORE_SCHEMA: `kv_${Date.now().toString(36)}`, CREDSYNC_LOCAL_DIR: join(d, 'mirror'), CREDSYNC_LOG_LEVEL: 'debug' }, name: 'kv-dsn' });
+    const status = await daemon.get('/status');
+    const metrics = await daemon.get('/metrics');
+    expect(status.status).toBe(200);
+    expect(status.body).toContain('password=***');
+    await daemon.stop();
+    for (const [what, text] of [['stderr', daemon.stderr], ['/status', status.body], ['/metrics', metrics.body]] as const) expect(text, what).not.toContain(password);
+  });
+
   it('status against a fresh PostgreSQL schema creates neither schema nor tables nor mirror folders', async (ctx) => {
     if (!pgUrl) ctx.skip();
     const fx = await freshSchema(pgUrl);
