@@ -158,7 +158,7 @@ export class Executor {
         return this.doPush(p, report, since);
       case 'delete-store': {
         await this.d.store.delete(p.key, { ifVersion: p.remoteVersion });
-        this.d.storeDeletes.record(1);
+        this.d.storeDeletes.record([p.key]);
         state.dropBase(p.key);
         state.clearPending(p.key);
         report.deletedStore.push(p.key);
@@ -170,7 +170,7 @@ export class Executor {
         const check = await this.localStillAsPlanned(p);
         if (!check.same) return 'replan';
         await this.d.mirror.remove(p.key);
-        this.d.localDeletes.record(1);
+        this.d.localDeletes.record([p.key]);
         state.dropBase(p.key);
         state.clearPending(p.key);
         report.deletedLocal.push(p.key);

@@ -30,26 +30,46 @@ export function allowedDeletes(limit: DeleteLimit, total: number): number {
 
 /**
  * Counts deletions — carried out or refused — over a sliding window, so a burst that arrives as
- * several watcher batches is judged as one reconcile.
+ * several watcher batches or one notification per row is judged as one reconcile. A key counts once
+ * per window however often it is refused, so a refusal cannot keep itself alive.
  */
 export class DeleteWindow {
-  private readonly times: number[] = [];
-  constructor(private readonly windowMs = 10_000) {}
+  private readonly seen = new Map<string, number>();
+  private lastRefusalLog = -Infinity;
+  constructor(readonly windowMs = 10_000) {}
 
-  recent(now = Date.now()): number {
-    while (this.times.length && now - this.times[0]! > this.windowMs) this.times.shift();
-    return this.times.length;
+  private expire(now: number): void {
+    for (const [k, t] of this.seen) if (now - t > this.windowMs) this.seen.delete(k);
   }
 
-  record(n: number, now = Date.now()): void {
-    for (let i = 0; i < n; i++) this.times.push(now);
+  /** Distinct keys deleted or refused within the window, excluding `except` (the keys being judged now). */
+  recent(now = Date.now(), except?: ReadonlySet<string>): number {
+    this.expire(now);
+    if (!except) return this.seen.size;
+    let n = 0;
+    for (const k of this.seen.keys()) if (!except.has(k)) n++;
+    return n;
+  }
+
+  record(keys: readonly string[], now = Date.now()): void {
+    for (const k of keys) if (!this.seen.has(k)) this.seen.set(k, now);
+  }
+
+  /** True at most once per window: a refusal repeated by every small pass is logged once. */
+  shouldLogRefusal(now = Date.now()): boolean {
+    if (now - this.lastRefusalLog < this.windowMs) return false;
+    this.lastRefusalLog = now;
+    return true;
   }
 }
 
 export interface GuardContext {
   readonly mode: SyncMode;
   readonly limit: DeleteLimit;
-  /** Items the store held when the pass planned (the delete guard's denominator). */
+  /**
+   * Items the store held before the deletions being judged (the delete guard's denominator): for a
+   * full pass the listing plus the local deletions it found, for a targeted pass the last listing.
+   */
   readonly storeCount: number;
   /** Keys in the base (what this instance had synced). */
   readonly baseCount: number;
@@ -90,7 +110,8 @@ export async function applyGuards(plans: Plan[], g: GuardContext, report: Reconc
     if (auths.length) {
       const localAuths = await g.countLocalAuths();
       const allowed = allowedDeletes(g.limit, g.storeCount);
-      const wouldBe = auths.length + g.storeDeletes.recent();
+      const keys = new Set(auths.map((p) => p.key));
+      const wouldBe = auths.length + g.storeDeletes.recent(Date.now(), keys);
       let reason: string | null = null;
       if (localAuths === 0) {
         reason = `${g.mirrorRoot}/auths is empty or missing: not deleting ${auths.length} item(s) from the store; restoring them locally`;
@@ -98,24 +119,36 @@ export async function applyGuards(plans: Plan[], g: GuardContext, report: Reconc
         reason = `deleting ${wouldBe} of ${g.storeCount} store items exceeds --max-delete ${formatDeleteLimit(g.limit)}: refused; restoring them locally. To delete them on purpose, run once: credsync sync --max-delete ${wouldBe}`;
       }
       if (reason) {
-        g.log.error({ count: auths.length, keys: auths.slice(0, 20).map((p) => p.key) }, `reconcile ${g.mirrorRoot}: ${reason}`);
+        if (g.storeDeletes.shouldLogRefusal()) g.log.error({ count: auths.length, keys: auths.slice(0, 20).map((p) => p.key) }, `reconcile ${g.mirrorRoot}: ${reason}`);
         for (const p of auths) restore(p, reason);
         // Refused deletions count too: the rest of the same burst, arriving in a later watcher
         // batch after some files were restored, must not slip under the limit.
-        g.storeDeletes.record(auths.length);
+        g.storeDeletes.record([...keys]);
       }
     }
   }
 
+  // The config is never deleted locally because it vanished from the store: a proxy without its config
+  // cannot start. It is kept and written back to the store instead.
+  const cfgGone = plans.find((p) => p.key === CONFIG_KEY && p.action === 'delete-local');
+  if (cfgGone) {
+    const reason = `${CONFIG_KEY} was deleted in the store; the config is never deleted locally — keeping it and restoring it to the store`;
+    report.held.push({ key: cfgGone.key, action: cfgGone.action, reason, guard: false });
+    cfgGone.note = reason;
+    cfgGone.action = g.mode === 'pull' ? 'held' : 'push';
+    g.log.warn({ key: CONFIG_KEY }, `delete ${CONFIG_KEY}: ${reason}`);
+  }
+
   const localDel = plans.filter((p) => p.action === 'delete-local');
   if (localDel.length) {
-    const wouldBe = localDel.length + g.localDeletes.recent();
-    const allowed = allowedDeletes(g.limit, Math.max(g.baseCount, g.storeCount + localDel.length));
+    const keys = new Set(localDel.map((p) => p.key));
+    const wouldBe = localDel.length + g.localDeletes.recent(Date.now(), keys);
+    const allowed = allowedDeletes(g.limit, Math.max(g.baseCount, g.storeCount));
     if (wouldBe > allowed) {
       const reason = `the store lost ${wouldBe} of ${g.baseCount} items: more than --max-delete ${formatDeleteLimit(g.limit)}; keeping the local files (the store may have been wiped or replaced). If the deletions are intended, run once: credsync sync --max-delete ${wouldBe}`;
-      g.log.error({ count: localDel.length, keys: localDel.slice(0, 20).map((p) => p.key) }, `reconcile ${g.storeId}: ${reason}`);
+      if (g.localDeletes.shouldLogRefusal()) g.log.error({ count: localDel.length, keys: localDel.slice(0, 20).map((p) => p.key) }, `reconcile ${g.storeId}: ${reason}`);
       for (const p of localDel) hold(p, reason);
-      g.localDeletes.record(localDel.length);
+      g.localDeletes.record([...keys]);
     }
   }
 

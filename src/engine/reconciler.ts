@@ -198,7 +198,7 @@ export class Reconciler {
     try {
       const { plans, storeCount } = await this.planEverything();
       if (mode !== 'push') await this.seedConfig(plans);
-      await this.guard(plans, mode, storeCount, report);
+      await this.guard(plans, mode, storeCountBefore(plans, storeCount), report);
       await this.executor.executeAll(plans, mode, report, undefined, o.progress);
       this.state.touchSync();
       this.o.observer?.lastSync(this.state.data.lastSyncAt!);
@@ -216,7 +216,7 @@ export class Reconciler {
   private async dryRun(mode: SyncMode, report: ReconcileReport): Promise<ReconcileReport> {
     report.dryRun = true;
     const { plans, storeCount } = await this.planEverything(true);
-    await this.guard(plans, mode, storeCount, report);
+    await this.guard(plans, mode, storeCountBefore(plans, storeCount), report);
     for (const p of plans) {
       if (p.action === 'in-sync' || p.action === 'forget' || p.action === 'held') continue;
       report.planned.push({ key: p.key, action: p.action });
@@ -281,4 +281,9 @@ export function passLine(r: ReconcileReport): string | null {
     part('conflicts', r.conflicts.map((c) => c.key)),
   ].filter((x): x is string => x !== null);
   return parts.length ? `sync: ${parts.join('; ')}` : null;
+}
+
+/** What the store held before the deletions a full listing shows: the listing plus the items it lost since the base. */
+function storeCountBefore(plans: readonly Plan[], listed: number): number {
+  return listed + plans.filter((p) => p.action === 'delete-local').length;
 }

@@ -10,10 +10,16 @@ export function buildStatus(
 ): StatusReport {
   const counts: Record<ItemState, number> = { 'in-sync': 0, 'local-only': 0, 'store-only': 0, differs: 0, rejected: 0 };
   const items: StatusReport['items'] = [];
+  // A key the store refused (or that failed otherwise) is rejected even when both sides look valid.
+  const refused = new Map(rejections.map((r) => [r.key, r]));
   for (const p of plans) {
     let state: ItemState;
     let extra: { source?: 'local' | 'store'; reason?: string } = {};
-    if (p.local.kind === 'invalid') {
+    const r = refused.get(p.key);
+    if (r && p.local.kind !== 'invalid' && p.remote.kind !== 'invalid' && !(p.local.kind === 'valid' && p.remote.kind === 'valid' && p.local.hash === p.remote.hash)) {
+      state = 'rejected';
+      extra = { source: r.source, reason: r.reason };
+    } else if (p.local.kind === 'invalid') {
       state = 'rejected';
       extra = { source: 'local', reason: p.local.reason };
     } else if (p.remote.kind === 'invalid') {
