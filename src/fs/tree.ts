@@ -1,6 +1,6 @@
 import { lstat, readdir, readFile, realpath, stat } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
-import { validateKey, keyProblem, type Key, CONFIG_KEY } from '../core/keys.js';
+import { validateKey, keyProblem, type Key, CONFIG_KEY, RESERVED_PREFIX } from '../core/keys.js';
 import { atomicWrite, ensureDir, isTempName, readNoFollow, removeFile, type DurabilityOptions } from './atomic.js';
 import type { SkippedItem } from '../core/store.js';
 
@@ -167,11 +167,11 @@ export class FileTree {
         const full = join(dir, d.name);
         const rel = relative(this.root, full).split(sep).join('/');
         if (d.isDirectory()) {
-          if (d.name.startsWith('.') || depth > 16) continue;
+          if (d.name.toLowerCase().startsWith(RESERVED_PREFIX) || depth > 16) continue;
           await walk(full, depth + 1);
           continue;
         }
-        if (isTempName(d.name) || d.name.startsWith('.') || !d.name.endsWith('.json')) continue;
+        if (isTempName(d.name) || !d.name.toLowerCase().endsWith('.json')) continue;
         const problem = keyProblem(rel);
         if (problem) {
           skipped.push({ id: rel, reason: problem });
