@@ -1,7 +1,7 @@
 import { lstat, readdir, realpath, stat } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
 import { validateKey, keyProblem, type Key, CONFIG_KEY, RESERVED_PREFIX, MAX_KEY_BYTES, AUTH_PREFIX } from '../core/keys.js';
-import { atomicWrite, DEFAULT_MAX_ITEM_BYTES, ensureDir, FileRefusedError, fileKind, isTempName, readRegular, removeFile, type DurabilityOptions } from './atomic.js';
+import { atomicWrite, ensureDir, FileRefusedError, fileKind, isTempName, readRegular, removeFile, type DurabilityOptions } from './atomic.js';
 import type { SkippedItem } from '../core/store.js';
 
 export interface TreeFile {
@@ -70,7 +70,11 @@ export interface TreeScan {
 }
 
 export interface FileTreeOptions {
-  /** Largest file read as an item (default 1 MiB, `CREDSYNC_MAX_ITEM_BYTES`); a bigger one is refused. */
+  /**
+   * Largest file read as an item; a bigger one is refused (FileRefusedError). Default: no limit here
+   * (the directory store reads what it holds); the Mirror passes 1 MiB unless told otherwise
+   * (`CREDSYNC_MAX_ITEM_BYTES`).
+   */
   readonly maxItemBytes?: number;
 }
 
@@ -105,7 +109,7 @@ export class FileTree {
     readonly root: string,
     o: FileTreeOptions = {},
   ) {
-    this.maxItemBytes = o.maxItemBytes ?? DEFAULT_MAX_ITEM_BYTES;
+    this.maxItemBytes = o.maxItemBytes ?? Number.POSITIVE_INFINITY;
   }
 
   async init(): Promise<void> {

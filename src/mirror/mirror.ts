@@ -2,7 +2,7 @@ import { dirname, join } from 'node:path';
 import type { Key } from '../core/keys.js';
 import type { SkippedItem } from '../core/store.js';
 import { lstat } from 'node:fs/promises';
-import { atomicWrite, ensureDir, FileRefusedError, fileKind, fsyncDir } from '../fs/atomic.js';
+import { atomicWrite, DEFAULT_MAX_ITEM_BYTES, ensureDir, FileRefusedError, fileKind, fsyncDir } from '../fs/atomic.js';
 import { forEachLimit } from '../core/limit.js';
 import { validateContent } from '../core/canonical.js';
 import { errnoReason, FileTree, type FileTreeOptions, type TreeFile, type UnreadableDir } from '../fs/tree.js';
@@ -67,11 +67,12 @@ export class Mirror {
   private readonly cache = new Map<Key, CacheEntry>();
   private readonly dirsToSync = new Set<string>();
 
+  /** `maxItemBytes`: a local file larger than this is an invalid item (default 1 MiB). */
   constructor(
     readonly root: string,
     o: FileTreeOptions = {},
   ) {
-    this.tree = new FileTree(root, o);
+    this.tree = new FileTree(root, { maxItemBytes: o.maxItemBytes ?? DEFAULT_MAX_ITEM_BYTES });
     this.stateDir = join(root, '.credsync');
     this.conflictsDir = join(this.stateDir, 'conflicts');
   }

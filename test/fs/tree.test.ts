@@ -4,7 +4,7 @@ import { mkdir, symlink, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { join } from 'node:path';
 import { FileTree } from '../../src/fs/tree.js';
-import { FileRefusedError, readNoFollow, readRegular } from '../../src/fs/atomic.js';
+import { DEFAULT_MAX_ITEM_BYTES, FileRefusedError, readNoFollow, readRegular } from '../../src/fs/atomic.js';
 import { tempDir } from '../support/tmp.js';
 
 const deepKey = (levels: number): string => 'auths/' + Array.from({ length: levels }, (_, i) => `d${String(i + 1).padStart(2, '0')}`).join('/') + '/deep.json';
@@ -115,15 +115,17 @@ describe('non-regular files and size (issue 8 item 6)', () => {
     }
   });
 
-  it('refuses a file over the item size limit (default 1 MiB), also one that grows while read', async () => {
+  it('refuses a file over the item size limit (1 MiB as the mirror uses it), also one that grows while read', async () => {
     const d = await tempDir();
     try {
-      const tree = new FileTree(d.path);
+      const tree = new FileTree(d.path, { maxItemBytes: DEFAULT_MAX_ITEM_BYTES });
       await tree.init();
       await put(d.path, 'auths/big.json', '{"a":"' + 'x'.repeat(1024 * 1024) + '"}');
       await put(d.path, 'auths/edge.json', '{"a":"' + 'x'.repeat(1024 * 1024 - 8) + '"}');
       await expect(tree.read('auths/big.json')).rejects.toThrow('larger than 1 MiB (1048584 bytes); raise CREDSYNC_MAX_ITEM_BYTES to accept it');
       expect((await tree.read('auths/edge.json'))!.length).toBe(1024 * 1024);
+      // without a limit (the directory store) the file is read whole
+      expect((await new FileTree(d.path).read('auths/big.json'))!.length).toBe(1048584);
       const small = new FileTree(d.path, { maxItemBytes: 1024 });
       await expect(small.read('auths/edge.json')).rejects.toThrow(/^larger than 1 KiB \(1048576 bytes\)/);
       // a device is refused before any read

@@ -81,6 +81,13 @@ describe('Mirror: nothing it cannot see or read is absent', () => {
       expect((await m.inspect('auths/dangling.json')).state).toEqual(scan.items.get('auths/dangling.json'));
       expect((await m.inspect('auths/dir.json')).state).toEqual(scan.items.get('auths/dir.json'));
       expect((await m.inspect('auths/none.json')).state).toEqual({ present: false });
+      // the default limit is 1 MiB
+      await put(d.path, 'auths/huge.json', JSON.stringify({ token: 'x'.repeat(1024 * 1024) }));
+      expect((await new Mirror(d.path).inspect('auths/huge.json')).state).toEqual({
+        present: true,
+        valid: false,
+        reason: 'larger than 1 MiB (1048588 bytes); raise CREDSYNC_MAX_ITEM_BYTES to accept it',
+      });
     } finally {
       await d.remove();
     }
