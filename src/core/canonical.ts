@@ -21,7 +21,6 @@ export type Validation =
   | { readonly ok: true; readonly hash: string; readonly canonical: Uint8Array }
   | { readonly ok: false; readonly reason: string };
 
-
 /** Deepest nesting accepted (objects and arrays). Deeper content is refused, never a stack overflow. */
 export const MAX_JSON_DEPTH = 512;
 
