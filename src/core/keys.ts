@@ -2,7 +2,10 @@ import { InvalidKeyError } from './errors.js';
 
 /**
  * A key is the item's path relative to the mirror root, "/"-separated:
- * `config/config.yaml` or `auths/<id>` where `<id>` ends in `.json`.
+ * `config/config.yaml` or `auths/<id>` where `<id>` ends in `.json` (any case). Every id CLIProxyAPI's
+ * stores accept is a key when it is safe: dot-files (`auths/.hidden.json`, `auths/team/.dot.json`) and
+ * `UPPER.JSON` are; traversal, control characters, backslashes, empty segments, more than 255 bytes
+ * and any segment starting with `.credsync` are not.
  * Every store maps keys onto its own namespace (PostgreSQL: `config` / auth id; S3: object key).
  */
 export type Key = string;
@@ -12,6 +15,9 @@ export const AUTH_PREFIX = 'auths/';
 export const MAX_KEY_BYTES = 255;
 
 export type KeyKind = 'config' | 'auth';
+
+/** No segment of a key may start with this (any case): credsync's own files and temp files. */
+export const RESERVED_PREFIX = '.credsync';
 
 /** Why `key` is not acceptable, or null when it is. Pure; never touches the file system. */
 export function keyProblem(key: string): string | null {
@@ -32,8 +38,10 @@ export function keyProblem(key: string): string | null {
   if (!key.startsWith(AUTH_PREFIX)) return `is neither ${CONFIG_KEY} nor under ${AUTH_PREFIX}`;
   if (segments.length < 2) return 'has no file name';
   const last = segments[segments.length - 1]!;
-  if (!last.endsWith('.json') || last === '.json') return 'does not end in .json';
-  if (segments.some((s) => s.startsWith('.'))) return 'has a hidden (dot-prefixed) segment';
+  // CLIProxyAPI loads any file whose name ends in ".json" in any case (`UPPER.JSON`), dot-files included.
+  if (!last.toLowerCase().endsWith('.json')) return 'does not end in .json';
+  // Reserved: `.credsync/` (state, conflicts, store work dirs) and `.credsync-*` (temp files, locks).
+  if (segments.some((s) => s.toLowerCase().startsWith(RESERVED_PREFIX))) return `has a segment starting with "${RESERVED_PREFIX}" (reserved for credsync)`;
   return null;
 }
 

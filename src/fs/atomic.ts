@@ -1,4 +1,4 @@
-import { open, rename, unlink, mkdir, chmod } from 'node:fs/promises';
+import { open, rename, unlink, mkdir, chmod, type FileHandle } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { dirname, join } from 'node:path';
@@ -73,14 +73,99 @@ export async function removeFile(path: string, o: DurabilityOptions = {}): Promi
   return true;
 }
 
-/** Reads a regular file without following a symlink in its last component (ELOOP if it is one). */
-export async function readNoFollow(path: string): Promise<Buffer> {
-  const fh = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+/** The largest item read by default (1 MiB); `CREDSYNC_MAX_ITEM_BYTES` raises it. */
+export const DEFAULT_MAX_ITEM_BYTES = 1024 * 1024;
+
+/** `1048576` → `1 MiB`, `2048` → `2 KiB`, `1000` → `1000 bytes`. */
+export function formatBytes(n: number): string {
+  if (n >= 1024 * 1024 && n % (1024 * 1024) === 0) return `${n / (1024 * 1024)} MiB`;
+  if (n >= 1024 && n % 1024 === 0) return `${n / 1024} KiB`;
+  return `${n} bytes`;
+}
+
+/**
+ * What lies at an item's path cannot be an item: not a regular file (a FIFO, a socket, a device, a
+ * directory), too large, or a link leading out of the tree. The caller knows the key; `reason` never
+ * holds the path or the content.
+ */
+export class FileRefusedError extends Error {
+  override name = 'FileRefusedError';
+  constructor(
+    readonly reason: string,
+    /** `directory`: a directory where a file was expected; `special`: FIFO, socket, device; `too-large`; `outside`: a link out of the tree. */
+    readonly kind: 'directory' | 'special' | 'too-large' | 'outside',
+  ) {
+    super(reason);
+  }
+}
+
+/** What a non-regular file is, for messages. */
+export function fileKind(st: { isFile(): boolean; isDirectory(): boolean; isFIFO(): boolean; isSocket(): boolean; isCharacterDevice(): boolean; isBlockDevice(): boolean; isSymbolicLink(): boolean }): string {
+  if (st.isFile()) return 'a regular file';
+  if (st.isDirectory()) return 'a directory';
+  if (st.isFIFO()) return 'a FIFO';
+  if (st.isSocket()) return 'a socket';
+  if (st.isCharacterDevice()) return 'a character device';
+  if (st.isBlockDevice()) return 'a block device';
+  if (st.isSymbolicLink()) return 'a symlink';
+  return 'not a file';
+}
+
+export function tooLargeReason(size: number, maxBytes: number, orMore = false): string {
+  return `larger than ${formatBytes(maxBytes)} (${size}${orMore ? ' or more' : ''} bytes); raise CREDSYNC_MAX_ITEM_BYTES to accept it`;
+}
+
+export interface ReadOptions {
+  /** Follow a symlink in the last component (the caller checked where it leads). Default false. */
+  readonly follow?: boolean;
+  /** Refuse a file larger than this (default 1 MiB). */
+  readonly maxBytes?: number;
+}
+
+/**
+ * Reads a regular file, never blocking and never reading without bound: opened with
+ * `O_NONBLOCK | O_NOCTTY` (and `O_NOFOLLOW` unless `follow`), the open handle is `fstat`ed, and
+ * anything but a regular file — a FIFO, a socket, a device, a directory — is refused with
+ * FileRefusedError, as is a file larger than `maxBytes` (checked on the size and while reading, so a
+ * growing file is caught too). A symlink in the last component without `follow` fails with ELOOP.
+ */
+export async function readRegular(path: string, o: ReadOptions = {}): Promise<Buffer> {
+  const maxBytes = o.maxBytes ?? DEFAULT_MAX_ITEM_BYTES;
+  const flags = constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY | (o.follow ? 0 : constants.O_NOFOLLOW);
+  let fh: FileHandle;
   try {
-    return await fh.readFile();
+    fh = await open(path, flags);
+  } catch (err) {
+    // A Unix socket cannot be opened at all.
+    if ((err as NodeJS.ErrnoException).code === 'ENXIO') throw new FileRefusedError('not a regular file (a socket or a device without a reader)', 'special');
+    throw err;
+  }
+  try {
+    const st = await fh.stat();
+    if (!st.isFile()) throw new FileRefusedError(`not a regular file (${fileKind(st)})`, st.isDirectory() ? 'directory' : 'special');
+    if (st.size > maxBytes) throw new FileRefusedError(tooLargeReason(st.size, maxBytes), 'too-large');
+    let buf = Buffer.allocUnsafe(Math.min(maxBytes, st.size) + 1);
+    let total = 0;
+    for (;;) {
+      if (total === buf.length) {
+        if (buf.length > maxBytes) throw new FileRefusedError(tooLargeReason(total, maxBytes, true), 'too-large');
+        const bigger = Buffer.allocUnsafe(Math.min(maxBytes + 1, buf.length * 2));
+        buf.copy(bigger, 0, 0, total);
+        buf = bigger;
+      }
+      const { bytesRead } = await fh.read(buf, total, buf.length - total, null);
+      if (bytesRead === 0) break;
+      total += bytesRead;
+    }
+    return buf.subarray(0, total);
   } finally {
     await fh.close();
   }
+}
+
+/** Reads a regular file without following a symlink in its last component (ELOOP if it is one). See `readRegular`. */
+export async function readNoFollow(path: string, maxBytes = DEFAULT_MAX_ITEM_BYTES): Promise<Buffer> {
+  return readRegular(path, { maxBytes });
 }
 
 export async function tightenMode(path: string, mode: number): Promise<void> {

@@ -1,7 +1,7 @@
-import { lstat, readdir, readFile, realpath, stat } from 'node:fs/promises';
+import { lstat, readdir, realpath, stat } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
-import { validateKey, keyProblem, type Key, CONFIG_KEY } from '../core/keys.js';
-import { atomicWrite, ensureDir, isTempName, readNoFollow, removeFile, type DurabilityOptions } from './atomic.js';
+import { validateKey, keyProblem, type Key, CONFIG_KEY, RESERVED_PREFIX, MAX_KEY_BYTES, AUTH_PREFIX } from '../core/keys.js';
+import { atomicWrite, ensureDir, FileRefusedError, fileKind, isTempName, readRegular, removeFile, type DurabilityOptions } from './atomic.js';
 import type { SkippedItem } from '../core/store.js';
 
 export interface TreeFile {
@@ -11,10 +11,84 @@ export interface TreeFile {
   readonly link?: boolean;
 }
 
+/** A valid key whose path holds something that is not a readable item. */
+export interface RejectedFile {
+  readonly key: Key;
+  readonly reason: string;
+}
+
+/** A directory the scan could not list: every key below `prefix` is unknown — neither present nor absent. */
+export interface UnreadableDir {
+  /** Key prefix ending in "/", e.g. `auths/team/` (`auths/` when auths/ itself could not be listed). */
+  readonly prefix: string;
+  readonly reason: string;
+  /** The directory was listed by its parent but gone when read (removed or replaced meanwhile). */
+  readonly vanished: boolean;
+}
+
+export interface TreeScanOptions {
+  /**
+   * true: a directory that cannot be listed is reported in `unreadable` (the caller treats the keys
+   * below it as unknown). false (default): it fails the scan, as a caller that only knows "present"
+   * and "absent" must never take its files for absent. A directory that vanished during the scan is
+   * reported either way and fails nothing.
+   */
+  readonly unreadable?: boolean;
+}
+
+/** A directory could not be listed and the caller cannot represent unknown keys. */
+export class UnreadableDirError extends Error {
+  override name = 'UnreadableDirError';
+  constructor(
+    readonly root: string,
+    readonly dirs: readonly UnreadableDir[],
+  ) {
+    super(`scan ${root}: cannot list ${dirs.map((d) => `${d.prefix} (${d.reason})`).join(', ')}`);
+  }
+}
+
+/**
+ * What a scan saw. Nothing the scan could not see or read is left out silently: a key is in `files`
+ * (a regular file, or a link to one inside the tree), in `rejected` (present but not an item), or below
+ * an `unreadable` prefix (unknown) — or it is truly absent.
+ */
 export interface TreeScan {
   readonly files: TreeFile[];
-  /** Files that look like items but whose names are not valid keys, or links that leave the tree. */
+  /**
+   * Names that are not valid keys (never items; reported), directories too deep to hold a valid key —
+   * and, repeated from `rejected`, every rejected key, so a caller that knows only `skipped` (a store
+   * listing) still reports them.
+   */
   readonly skipped: SkippedItem[];
+  /**
+   * Valid keys present in the tree that are not readable items: a FIFO, socket or device, a directory,
+   * a symlink that dangles or leaves the tree, an entry that could not be examined. Never read, never absent.
+   */
+  readonly rejected: RejectedFile[];
+  /** Directories that could not be listed (EACCES, I/O error, replaced during the scan). */
+  readonly unreadable: UnreadableDir[];
+}
+
+export interface FileTreeOptions {
+  /**
+   * Largest file read as an item; a bigger one is refused (FileRefusedError). Default: no limit here
+   * (the directory store reads what it holds); the Mirror passes 1 MiB unless told otherwise
+   * (`CREDSYNC_MAX_ITEM_BYTES`).
+   */
+  readonly maxItemBytes?: number;
+}
+
+/** Why an error stopped a read or a listing, without the path (messages name the key). */
+export function errnoReason(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'EACCES' || code === 'EPERM') return `permission denied (${code})`;
+  if (code === 'EIO') return 'I/O error (EIO)';
+  if (code === 'ELOOP') return 'too many levels of symlinks (ELOOP)';
+  return code ?? (err instanceof Error ? err.message : String(err));
+}
+
+class ContainmentError extends Error {
+  override name = 'ContainmentError';
 }
 
 const isNotFound = (err: unknown): boolean => {
@@ -29,8 +103,14 @@ const isNotFound = (err: unknown): boolean => {
  */
 export class FileTree {
   private realRoot: string | undefined;
+  readonly maxItemBytes: number;
 
-  constructor(readonly root: string) {}
+  constructor(
+    readonly root: string,
+    o: FileTreeOptions = {},
+  ) {
+    this.maxItemBytes = o.maxItemBytes ?? Number.POSITIVE_INFINITY;
+  }
 
   async init(): Promise<void> {
     await ensureDir(this.root);
@@ -59,7 +139,7 @@ export class FileTree {
     for (;;) {
       try {
         const real = await realpath(probe);
-        if (!(await this.inside(real))) throw new Error(`${key}: resolves outside ${this.root} (symlink)`);
+        if (!(await this.inside(real))) throw new ContainmentError(`${key}: resolves outside ${this.root} (symlink)`);
         return;
       } catch (err) {
         if (!isNotFound(err)) throw err;
@@ -70,27 +150,41 @@ export class FileTree {
     }
   }
 
-  /** Bytes of `key`, or null when it does not exist. */
+  /**
+   * Bytes of `key`, or null when it does not exist (or is a directory). A symlink is followed only
+   * inside the tree. Throws FileRefusedError for a FIFO, socket or device (opened without blocking),
+   * a file larger than `maxItemBytes`, or a link leading out of the tree.
+   */
   async read(key: Key): Promise<Uint8Array | null> {
     const path = this.pathOf(key);
     try {
       await this.assertContained(key, path);
-      return await readFile(path);
     } catch (err) {
-      if (isNotFound(err) || (err as NodeJS.ErrnoException).code === 'EISDIR') return null;
+      if (isNotFound(err)) return null;
+      if (err instanceof ContainmentError) throw new FileRefusedError('symlink pointing outside the mirror', 'outside');
+      throw err;
+    }
+    try {
+      return await readRegular(path, { follow: true, maxBytes: this.maxItemBytes });
+    } catch (err) {
+      if (isNotFound(err)) return null;
+      if (err instanceof FileRefusedError && err.kind === 'directory') return null;
       throw err;
     }
   }
 
   /**
    * Bytes of a file found by `scan` (already known to be inside the tree), or null when it vanished.
-   * A regular file is opened without following links, so one swapped for a symlink since the scan fails.
+   * A regular file is opened without following links; one swapped for a symlink since the scan is read
+   * through `read` (followed only inside the tree). Throws FileRefusedError like `read`.
    */
   async readScanned(f: TreeFile): Promise<Uint8Array | null> {
+    if (f.link) return this.read(f.key);
     try {
-      return f.link ? await this.read(f.key) : await readNoFollow(f.path);
+      return await readRegular(f.path, { maxBytes: this.maxItemBytes });
     } catch (err) {
-      if (isNotFound(err) || (err as NodeJS.ErrnoException).code === 'ELOOP') return null;
+      if (isNotFound(err)) return null;
+      if ((err as NodeJS.ErrnoException).code === 'ELOOP') return this.read(f.key);
       throw err;
     }
   }
@@ -126,75 +220,118 @@ export class FileTree {
     return keyProblem(rel) === null ? rel : null;
   }
 
-  /** Number of regular `*.json` files under auths/ (0 when the directory is missing). */
+  /**
+   * Number of auth items present under auths/, readable or not (0 when the directory is missing).
+   * 0 as well when part of auths/ cannot be listed: the emptied-mirror guard then refuses deletions,
+   * which is the safe answer when the mirror cannot be seen whole.
+   */
   async countAuthFiles(): Promise<number> {
-    return (await this.scanAuths()).files.length;
+    const scan = await this.scanAuths();
+    if (scan.unreadable.some((u) => !u.vanished)) return 0;
+    return scan.files.length + scan.rejected.length;
   }
 
-  /** Every item in the tree. Unreadable subtrees are skipped; symlinks leaving the root are reported. */
-  async scan(): Promise<TreeScan> {
+  /**
+   * Every item in the tree, at any depth a key can reach (a key is at most 255 bytes). What cannot be
+   * read is reported, never left out: see TreeScan.
+   */
+  async scan(o: TreeScanOptions = {}): Promise<TreeScan> {
     const files: TreeFile[] = [];
     const skipped: SkippedItem[] = [];
+    const rejected: RejectedFile[] = [];
+    const unreadable: UnreadableDir[] = [];
     const cfg = join(this.root, 'config', 'config.yaml');
     try {
       const st = await lstat(cfg);
-      if (st.isSymbolicLink()) {
-        const real = await realpath(cfg).catch(() => null);
-        if (real && (await this.inside(real))) files.push({ key: CONFIG_KEY, path: cfg, link: true });
-        else if (real) skipped.push({ id: CONFIG_KEY, reason: 'symlink pointing outside the mirror' });
-      } else if (st.isFile()) files.push({ key: CONFIG_KEY, path: cfg });
+      const judged = await this.judgeEntry(CONFIG_KEY, cfg, st);
+      if ('file' in judged) files.push(judged.file);
+      else rejected.push(judged.rejected);
     } catch (err) {
-      if (!isNotFound(err)) throw err;
+      if (!isNotFound(err)) rejected.push({ key: CONFIG_KEY, reason: `cannot read: ${errnoReason(err)}` });
     }
     const auths = await this.scanAuths();
     files.push(...auths.files);
     skipped.push(...auths.skipped);
-    return { files, skipped };
+    rejected.push(...auths.rejected);
+    unreadable.push(...auths.unreadable);
+    for (const r of rejected) skipped.push({ id: r.key, reason: r.reason });
+    const hard = unreadable.filter((u) => !u.vanished);
+    if (hard.length > 0 && !o.unreadable) throw new UnreadableDirError(this.root, hard);
+    return { files, skipped, rejected, unreadable };
   }
 
+  /** A valid key's directory entry: a file to read, or why it is not one. */
+  private async judgeEntry(
+    key: Key,
+    full: string,
+    st: { isFile(): boolean; isDirectory(): boolean; isFIFO(): boolean; isSocket(): boolean; isCharacterDevice(): boolean; isBlockDevice(): boolean; isSymbolicLink(): boolean },
+  ): Promise<{ file: TreeFile } | { rejected: RejectedFile }> {
+    if (st.isFile()) return { file: { key, path: full } };
+    if (!st.isSymbolicLink()) return { rejected: { key, reason: `not a regular file (${fileKind(st)})` } };
+    let real: string;
+    try {
+      real = await realpath(full);
+    } catch (err) {
+      return { rejected: { key, reason: isNotFound(err) ? 'symlink to a missing file' : `cannot resolve the symlink: ${errnoReason(err)}` } };
+    }
+    if (!(await this.inside(real))) return { rejected: { key, reason: 'symlink pointing outside the mirror' } };
+    try {
+      const target = await stat(real);
+      if (!target.isFile()) return { rejected: { key, reason: `symlink to ${fileKind(target)}, not a regular file` } };
+    } catch (err) {
+      return { rejected: { key, reason: isNotFound(err) ? 'symlink to a missing file' : `cannot read: ${errnoReason(err)}` } };
+    }
+    return { file: { key, path: full, link: true } };
+  }
+
+  /** Walks auths/ with an explicit stack (no recursion, no depth limit but the key length). */
   private async scanAuths(): Promise<TreeScan> {
     const files: TreeFile[] = [];
     const skipped: SkippedItem[] = [];
-    const walk = async (dir: string, depth: number): Promise<void> => {
+    const rejected: RejectedFile[] = [];
+    const unreadable: UnreadableDir[] = [];
+    const authsDir = join(this.root, 'auths');
+    const pending: { dir: string; rel: string }[] = [{ dir: authsDir, rel: AUTH_PREFIX.slice(0, -1) }];
+    while (pending.length > 0) {
+      const { dir, rel: dirRel } = pending.pop()!;
       let names: import('node:fs').Dirent[];
       try {
         names = await readdir(dir, { withFileTypes: true });
       } catch (err) {
-        if (isNotFound(err)) return;
-        throw err;
+        if (dir === authsDir && isNotFound(err)) continue; // no auths/ at all
+        const vanished = isNotFound(err);
+        unreadable.push({ prefix: `${dirRel}/`, reason: vanished ? 'removed or replaced during the scan' : `cannot list the directory: ${errnoReason(err)}`, vanished });
+        continue;
       }
       for (const d of names) {
         const full = join(dir, d.name);
-        const rel = relative(this.root, full).split(sep).join('/');
+        const rel = `${dirRel}/${d.name}`;
         if (d.isDirectory()) {
-          if (d.name.startsWith('.') || depth > 16) continue;
-          await walk(full, depth + 1);
+          if (d.name.toLowerCase().startsWith(RESERVED_PREFIX)) continue;
+          // The shortest key below it is `<rel>/.json`: past 255 bytes no valid key can live there.
+          if (Buffer.byteLength(rel, 'utf8') + '/.json'.length > MAX_KEY_BYTES) {
+            skipped.push({ id: `${rel}/`, reason: `directory too deep for any key (keys are at most ${MAX_KEY_BYTES} bytes); its files are not synced` });
+            continue;
+          }
+          if (keyProblem(rel) === null) rejected.push({ key: rel, reason: 'not a regular file (a directory)' });
+          pending.push({ dir: full, rel });
           continue;
         }
-        if (isTempName(d.name) || d.name.startsWith('.') || !d.name.endsWith('.json')) continue;
+        if (isTempName(d.name) || !d.name.toLowerCase().endsWith('.json')) continue;
         const problem = keyProblem(rel);
         if (problem) {
           skipped.push({ id: rel, reason: problem });
           continue;
         }
-        if (d.isSymbolicLink()) {
-          const real = await realpath(full).catch(() => null);
-          if (!real) continue;
-          if (!(await this.inside(real))) {
-            skipped.push({ id: rel, reason: 'symlink pointing outside the mirror' });
-            continue;
-          }
-          const st = await stat(real).catch(() => null);
-          if (!st?.isFile()) continue;
-          files.push({ key: rel, path: full, link: true });
-          continue;
-        }
-        if (!d.isFile()) continue;
-        files.push({ key: rel, path: full });
+        const judged = await this.judgeEntry(rel, full, d);
+        if ('file' in judged) files.push(judged.file);
+        else rejected.push(judged.rejected);
       }
-    };
-    await walk(join(this.root, 'auths'), 0);
-    files.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
-    return { files, skipped };
+    }
+    const byKey = <T extends { key: Key }>(a: T, b: T): number => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0);
+    files.sort(byKey);
+    rejected.sort(byKey);
+    unreadable.sort((a, b) => (a.prefix < b.prefix ? -1 : a.prefix > b.prefix ? 1 : 0));
+    return { files, skipped, rejected, unreadable };
   }
 }

@@ -1,7 +1,7 @@
 import { watch as fsWatch, type FSWatcher } from 'node:fs';
 import { lstat, readdir } from 'node:fs/promises';
 import { basename, join, relative, sep } from 'node:path';
-import type { Key } from '../core/keys.js';
+import { RESERVED_PREFIX, type Key } from '../core/keys.js';
 import { isTempName } from './atomic.js';
 import type { FileTree } from './tree.js';
 
@@ -22,12 +22,15 @@ export interface TreeWatchOptions {
  */
 const TRAILING_CHECK_MS = 60;
 
-/** Only `config/config.yaml` and `auths/**` matter; dot-files, temp files and `.credsync/` never do. */
+/**
+ * Only `config/config.yaml` and `auths/**` matter; temp files and anything under a `.credsync*` segment
+ * never do. Dot-files below `auths/` are credentials like any other (CLIProxyAPI loads them).
+ */
 function ignoredPath(root: string, p: string): boolean {
   const rel = relative(root, p);
   if (rel === '') return false;
   const parts = rel.split(sep);
-  if (parts.some((s) => s.startsWith('.') || s === '') || isTempName(basename(p))) return true;
+  if (parts.some((s) => s === '' || s.toLowerCase().startsWith(RESERVED_PREFIX)) || isTempName(basename(p))) return true;
   if (parts[0] === 'auths') return false;
   if (parts[0] === 'config') return parts.length > 2 || (parts.length === 2 && parts[1] !== 'config.yaml');
   return true;

@@ -1,10 +1,11 @@
 import { dirname, join } from 'node:path';
 import type { Key } from '../core/keys.js';
 import type { SkippedItem } from '../core/store.js';
-import { atomicWrite, ensureDir, fsyncDir } from '../fs/atomic.js';
+import { lstat } from 'node:fs/promises';
+import { atomicWrite, DEFAULT_MAX_ITEM_BYTES, ensureDir, FileRefusedError, fileKind, fsyncDir } from '../fs/atomic.js';
 import { forEachLimit } from '../core/limit.js';
 import { validateContent } from '../core/canonical.js';
-import { FileTree, type TreeFile } from '../fs/tree.js';
+import { errnoReason, FileTree, type FileTreeOptions, type TreeFile, type UnreadableDir } from '../fs/tree.js';
 
 /** What the mirror holds for one key. */
 export type LocalState =
@@ -13,8 +14,36 @@ export type LocalState =
   | { readonly present: true; readonly valid: false; readonly reason: string };
 
 export interface MirrorScan {
+  /**
+   * Every key present in the mirror, judged. Present-but-unusable keys (a FIFO, socket or device under a
+   * credential's name, a file over the size limit, a mode-000 file, a dangling symlink …) are here as
+   * `valid: false` with the reason — never missing, so never taken for a deletion.
+   */
   readonly items: Map<Key, LocalState>;
+  /** Names that are not valid keys, and directories too deep for any key: reported, never items. */
   readonly skipped: SkippedItem[];
+  /**
+   * Directories the scan could not list. A key below one of these prefixes that is not in `items` is
+   * unknown, not absent: pass the keys you know about as `scan({ known })` and they are inspected one
+   * by one (see `unreadableReason`).
+   */
+  readonly unreadable: UnreadableDir[];
+}
+
+export interface MirrorScanOptions {
+  /**
+   * Keys the caller knows of (store listing, base). Those below a directory that could not be listed
+   * (or vanished during the scan) are inspected individually, so such a file is still judged: present,
+   * absent, or present-but-unreadable. Without `known`, a directory that cannot be listed fails the
+   * scan (UnreadableDirError) rather than have its files taken for absent.
+   */
+  readonly known?: Iterable<Key>;
+}
+
+/** The reason `key` lies in a directory the scan could not list, or null. */
+export function unreadableReason(scan: Pick<MirrorScan, 'unreadable'>, key: Key): string | null {
+  const u = scan.unreadable.find((d) => key.startsWith(d.prefix));
+  return u ? `${u.prefix}: ${u.reason}` : null;
 }
 
 interface CacheEntry {
@@ -38,8 +67,12 @@ export class Mirror {
   private readonly cache = new Map<Key, CacheEntry>();
   private readonly dirsToSync = new Set<string>();
 
-  constructor(readonly root: string) {
-    this.tree = new FileTree(root);
+  /** `maxItemBytes`: a local file larger than this is an invalid item (default 1 MiB). */
+  constructor(
+    readonly root: string,
+    o: FileTreeOptions = {},
+  ) {
+    this.tree = new FileTree(root, { maxItemBytes: o.maxItemBytes ?? DEFAULT_MAX_ITEM_BYTES });
     this.stateDir = join(root, '.credsync');
     this.conflictsDir = join(this.stateDir, 'conflicts');
   }
@@ -54,18 +87,35 @@ export class Mirror {
 
   /**
    * Reads and judges one key. `fresh` skips the cache. `scanned` is the file as found by a scan
-   * (known to be inside the mirror), read without re-resolving its path. Never throws for a missing file.
+   * (known to be inside the mirror), read without re-resolving its path. Never throws for a file that
+   * is missing (absent) or cannot be used: a FIFO, socket or device (never opened blocking), a file over
+   * the size limit, one that cannot be read (EACCES …), a dangling symlink — those are present and
+   * invalid, with the reason, and never cached.
    */
   async inspect(key: Key, fresh = true, scanned?: TreeFile): Promise<{ state: LocalState; data?: Uint8Array }> {
-    const st = await this.tree.statOf(key);
-    if (!st || !st.isFile()) {
+    let st: import('node:fs').BigIntStats | null;
+    try {
+      st = await this.tree.statOf(key);
+    } catch (err) {
+      return this.unusable(key, `cannot read: ${errnoReason(err)}`);
+    }
+    if (!st) {
+      // stat follows links: a link to nothing is there all the same.
+      const l = await lstat(this.tree.pathOf(key)).catch(() => null);
+      if (l?.isSymbolicLink()) return this.unusable(key, 'symlink to a missing file');
       this.cache.delete(key);
       return { state: ABSENT };
     }
+    if (!st.isFile()) return this.unusable(key, `not a regular file (${fileKind(st)})`);
     const sig = `${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
     const cached = this.cache.get(key);
     if (!fresh && cached && cached.sig === sig) return { state: cached.state };
-    const data = scanned ? await this.tree.readScanned(scanned) : await this.tree.read(key);
+    let data: Uint8Array | null;
+    try {
+      data = scanned ? await this.tree.readScanned(scanned) : await this.tree.read(key);
+    } catch (err) {
+      return this.unusable(key, err instanceof FileRefusedError ? err.reason : `cannot read: ${errnoReason(err)}`);
+    }
     if (!data) {
       this.cache.delete(key);
       return { state: ABSENT };
@@ -76,22 +126,42 @@ export class Mirror {
     return { state, data };
   }
 
+  private unusable(key: Key, reason: string): { state: LocalState } {
+    this.cache.delete(key);
+    return { state: { present: true, valid: false, reason } };
+  }
+
   async read(key: Key): Promise<Uint8Array | null> {
     return this.tree.read(key);
   }
 
-  /** Every item, judged. Uses the stat cache; files are read in parallel. */
-  async scan(): Promise<MirrorScan> {
-    const { files, skipped } = await this.tree.scan();
+  /**
+   * Every item, judged. Uses the stat cache; files are read in parallel. Present-but-unusable entries
+   * are items with `valid: false`; keys below a directory the scan could not list are inspected one by
+   * one when the caller names them in `known`.
+   */
+  async scan(o: MirrorScanOptions = {}): Promise<MirrorScan> {
+    // Without `known` the caller cannot tell unknown from absent: a directory that cannot be listed fails the scan.
+    const { files, skipped, rejected, unreadable } = await this.tree.scan({ unreadable: o.known !== undefined });
     const states = new Map<Key, LocalState>();
     await forEachLimit(files, SCAN_PARALLEL, async (f) => {
       const { state } = await this.inspect(f.key, false, f);
       if (state.present) states.set(f.key, state);
     });
+    for (const r of rejected) states.set(r.key, { present: true, valid: false, reason: r.reason });
+    if (unreadable.length > 0 && o.known) {
+      const hidden = [...new Set(o.known)].filter((k) => !states.has(k) && unreadableReason({ unreadable }, k) !== null);
+      await forEachLimit(hidden, SCAN_PARALLEL, async (k) => {
+        const { state } = await this.inspect(k, true);
+        if (state.present) states.set(k, state);
+      });
+    }
     const items = new Map<Key, LocalState>();
-    for (const f of files) if (states.has(f.key)) items.set(f.key, states.get(f.key)!);
+    for (const k of [...states.keys()].sort()) items.set(k, states.get(k)!);
     for (const k of [...this.cache.keys()]) if (!items.has(k)) this.cache.delete(k);
-    return { items, skipped };
+    // Rejected keys are items (present, invalid), not skipped names.
+    const rejectedKeys = new Set(rejected.map((r) => r.key));
+    return { items, skipped: skipped.filter((x) => !rejectedKeys.has(x.id)), unreadable };
   }
 
   /**

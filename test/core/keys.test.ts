@@ -3,7 +3,23 @@ import { keyProblem, validateKey, authIdOf, keyOfAuthId } from '../../src/core/k
 import { InvalidKeyError } from '../../src/core/errors.js';
 
 describe('key validation (invariant 6)', () => {
-  it.each(['config/config.yaml', 'auths/claude-user@example.com.json', 'auths/team/x.json', 'auths/a+b_c-1.json', 'auths/..json.json'.replace('..', 'x.')])('accepts %s', (k) => {
+  it.each([
+    'config/config.yaml',
+    'auths/claude-user@example.com.json',
+    'auths/team/x.json',
+    'auths/a+b_c-1.json',
+    'auths/x.json.json',
+    // CLIProxyAPI's stores take these (any name ending in .json in any case, dot-files included):
+    'auths/.hidden.json',
+    'auths/team/.dot.json',
+    'auths/.team/x.json',
+    'auths/UPPER.JSON',
+    'auths/Mixed.Json',
+    'auths/.json',
+    'auths/..x.json',
+    'auths/credsync.json',
+    'auths/x.credsync.json',
+  ])('accepts %s', (k) => {
     expect(keyProblem(k)).toBeNull();
   });
 
@@ -17,8 +33,17 @@ describe('key validation (invariant 6)', () => {
     ['auths/x\u0000.json', 'contains a control character'],
     ['auths/x\n.json', 'contains a control character'],
     ['auths/x.txt', 'does not end in .json'],
-    ['auths/.json', 'does not end in .json'],
-    ['auths/.hidden.json', 'has a hidden (dot-prefixed) segment'],
+    ['auths/x.json.tmp', 'does not end in .json'],
+    ['auths/', 'has an empty path segment'],
+    ['auths/team/', 'has an empty path segment'],
+    ['auths/.credsync/x.json', 'has a segment starting with ".credsync" (reserved for credsync)'],
+    ['auths/team/.credsync/x.json', 'has a segment starting with ".credsync" (reserved for credsync)'],
+    ['auths/.CREDSYNC/x.json', 'has a segment starting with ".credsync" (reserved for credsync)'],
+    ['auths/.credsync-abc.json', 'has a segment starting with ".credsync" (reserved for credsync)'],
+    ['auths/.credsync-lock/x.json', 'has a segment starting with ".credsync" (reserved for credsync)'],
+    ['auths/.credsync-0a1b2c.tmp', 'does not end in .json'],
+    ['auths/../../etc/x.json', 'has a ".." segment'],
+    ['auths/x\u007f.json', 'contains a control character'],
     ['config/other.yaml', 'is neither config/config.yaml nor under auths/'],
     ['C:/auths/x.json', 'has a drive letter'],
     ['auths/' + 'a'.repeat(250) + '.json', 'longer than 255 bytes'],

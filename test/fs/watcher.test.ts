@@ -58,4 +58,29 @@ describe('mirror watcher', () => {
       await d.remove();
     }
   });
+
+  it('watches dot-files and dot-directories under auths/ (CLIProxyAPI ids), never .credsync* or temp files', async () => {
+    const d = await tempDir();
+    const tree = new FileTree(d.path);
+    await tree.init();
+    await mkdir(join(d.path, 'auths/.team'), { recursive: true });
+    await mkdir(join(d.path, 'auths/.credsync'), { recursive: true });
+    const seen = new Set<string>();
+    const stop = await watchTree(tree, { debounceMs: 10, onKeys: (keys) => keys.forEach((k) => seen.add(k)) });
+    try {
+      await writeFile(join(d.path, 'auths/.hidden.json'), '{}');
+      await writeFile(join(d.path, 'auths/UPPER.JSON'), '{}');
+      await writeFile(join(d.path, 'auths/.team/x.json'), '{}');
+      await writeFile(join(d.path, 'auths/.credsync/x.json'), '{}');
+      await writeFile(join(d.path, 'auths/.credsync-abc.tmp'), '{}');
+      await mkdir(join(d.path, 'auths/team'));
+      await writeFile(join(d.path, 'auths/team/.dot.json'), '{}');
+      await waitFor('dot-files reported', () => ['auths/.hidden.json', 'auths/UPPER.JSON', 'auths/.team/x.json', 'auths/team/.dot.json'].every((k) => seen.has(k)));
+      await sleep(150);
+      expect([...seen].sort()).toEqual(['auths/.hidden.json', 'auths/.team/x.json', 'auths/UPPER.JSON', 'auths/team/.dot.json']);
+    } finally {
+      await stop();
+      await d.remove();
+    }
+  });
 });
