@@ -22,7 +22,7 @@ export async function buildEngine(config: Config, log: Logger, o: BuildOptions =
   const store = await openStore(config.store, { log, debounceMs: config.debounceMs, workDir: join(config.localDir, '.credsync', config.store.kind) });
   const engine = new Engine({
     store,
-    mirror: new Mirror(config.localDir),
+    mirror: new Mirror(config.localDir, { maxItemBytes: config.maxItemBytes }),
     log,
     conflictPolicy: config.conflict,
     maxDelete: config.maxDelete,

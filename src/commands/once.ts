@@ -45,9 +45,11 @@ export function jsonReport(mode: SyncMode, config: Config, r: ReconcileReport, m
 export async function runOnce(mode: SyncMode, config: Config, log: Logger, o: OnceOptions, out: (s: string) => void): Promise<number> {
   if (o.ifEmpty) {
     // Judged before anything is created in the mirror.
-    const { files } = await new FileTree(config.localDir).scan();
-    if (files.length > 0) {
-      const msg = `mirror ${config.localDir} already holds ${files.length} item(s); --if-empty: nothing pulled`;
+    const scan = await new FileTree(config.localDir).scan({ unreadable: true });
+    // Unusable or unreadable entries count too: the mirror is not empty, whatever state it is in.
+    const held = scan.files.length + scan.rejected.length + scan.unreadable.length;
+    if (held > 0) {
+      const msg = `mirror ${config.localDir} already holds ${held} item(s); --if-empty: nothing pulled`;
       out(o.json ? JSON.stringify({ mode, skipped: true, reason: msg, exitCode: 0 }) : msg);
       return 0;
     }

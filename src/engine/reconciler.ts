@@ -119,11 +119,14 @@ export class Reconciler {
     await this.ensureStore(readOnly);
     const listing = await this.o.store.list();
     this.setStoreUp(true);
-    const scan = await this.o.mirror.scan();
+    // Keys the store or the base know are judged one by one below a directory that cannot be listed,
+    // so nothing the scanner cannot see is ever taken for a deletion.
+    const scan = await this.o.mirror.scan({ known: [...listing.entries.map((e) => e.key), ...this.state.baseKeys()] });
     const base = (k: Key): ReturnType<StateFile['base']> => this.state.base(k);
     const items = await this.fetchMany(keysToFetch(listing.entries, base));
     const plans = planAll({ entries: listing.entries, locals: scan.items, baseKeys: this.state.baseKeys(), base, items, maxItemBytes: this.o.maxItemBytes });
     for (const s of scan.skipped) this.rejections.add({ key: s.id, source: 'local', reason: s.reason });
+    for (const u of scan.unreadable) if (!u.vanished) this.rejections.add({ key: u.prefix, source: 'local', reason: `cannot list this directory (${u.reason}); its files are left alone` });
     for (const s of listing.skipped) this.rejections.add({ key: s.id, source: 'store', reason: s.reason });
     this.lastStoreCount = listing.entries.length;
     return { plans, storeCount: listing.entries.length };
@@ -258,8 +261,15 @@ export class Reconciler {
    * as pending in the state file, so `status`, the metrics and a restarted credsync all know about it.
    */
   private async queueLocalChanges(err: unknown): Promise<void> {
-    const { items } = await this.o.mirror.scan().catch(() => ({ items: new Map<Key, LocalState>() }));
     const why = errorMessage(err);
+    let items: Map<Key, LocalState>;
+    try {
+      items = (await this.o.mirror.scan({ known: this.state.baseKeys() })).items;
+    } catch {
+      // A mirror that cannot be scanned is not an empty one: queue nothing rather than every base key as a deletion.
+      this.setStoreUp(false);
+      return;
+    }
     for (const [key, st] of items) {
       if (st.present && st.valid && this.state.base(key)?.hash !== st.hash) this.state.markPending(key, why);
     }

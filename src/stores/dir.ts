@@ -6,9 +6,10 @@ import { FileTree } from '../fs/tree.js';
 import { forEachLimit } from '../core/limit.js';
 import { watchTree } from '../fs/watcher.js';
 import { contentHash } from '../core/canonical.js';
-import { ConflictError, InvalidKeyError, StoreError, errorMessage } from '../core/errors.js';
+import { ConflictError, InvalidKeyError, ItemRejectedError, StoreError, errorMessage } from '../core/errors.js';
+import { FileRefusedError } from '../fs/atomic.js';
 import { validateKey, type Key } from '../core/keys.js';
-import type { Change, DeleteOptions, Entry, InitOptions, Item, Listing, PutOptions, Store, StopWatching, WatchOptions } from '../core/store.js';
+import type { Change, DeleteOptions, Entry, InitOptions, Item, Listing, PutOptions, SkippedItem, Store, StopWatching, WatchOptions } from '../core/store.js';
 
 export interface DirStoreOptions {
   /** The store directory (created 0700 if missing). Layout: `config/config.yaml`, `auths/<id>`. */
@@ -82,12 +83,21 @@ export function createDirStore(options: DirStoreOptions): Store {
       try {
         const { files, skipped } = await tree.scan();
         const found = new Map<Key, Entry>();
+        const refused: SkippedItem[] = [];
         await forEachLimit(files, 32, async (f) => {
-          const data = await tree.readScanned(f);
+          let data: Uint8Array | null;
+          try {
+            data = await tree.readScanned(f);
+          } catch (err) {
+            // One file that is not a regular file (a FIFO …) is that item's problem, not the store's.
+            if (!(err instanceof FileRefusedError)) throw err;
+            refused.push({ id: f.key, reason: err.reason });
+            return;
+          }
           if (data) found.set(f.key, { key: f.key, version: versionOf(data), hash: contentHash(f.key, data) ?? undefined });
         });
         const entries = files.map((f) => found.get(f.key)).filter((e): e is Entry => e !== undefined);
-        return { entries, skipped };
+        return { entries, skipped: [...skipped, ...refused] };
       } catch (err) {
         return fail('list', undefined, err);
       }
@@ -100,6 +110,7 @@ export function createDirStore(options: DirStoreOptions): Store {
         if (!data) return null;
         return { key, version: versionOf(data), data, hash: contentHash(key, data) ?? undefined };
       } catch (err) {
+        if (err instanceof FileRefusedError) throw new ItemRejectedError('dir', 'get', key, err.reason, { cause: err });
         return fail('get', key, err);
       }
     },
