@@ -4,7 +4,7 @@ import { keyProblem, type Key } from '../core/keys.js';
 import type { Change, StopWatching } from '../core/store.js';
 import { watchTree } from '../fs/watcher.js';
 import { isOutage } from './execute.js';
-import type { Reconciler } from './reconciler.js';
+import { SETTLE_MS, type Reconciler } from './reconciler.js';
 import type { EngineOptions } from './types.js';
 
 /**
@@ -51,6 +51,27 @@ export class Daemon {
   retryLater(key: Key): void {
     this.dirty.set(key, Date.now());
     this.dirtyFromStore.add(key);
+  }
+
+  private readonly keyRetry = new Map<Key, { delay: number; timer: NodeJS.Timeout | null; at: number }>();
+
+  /**
+   * One key failed on its own (a full disk, an I/O error): a targeted pass for it after 1 s, doubling
+   * up to 30 s while it keeps failing; the rest of the daemon is not slowed.
+   */
+  retrySoon(key: Key): void {
+    if (this.stopping || !this.started) return;
+    const prev = this.keyRetry.get(key);
+    if (prev?.timer) return;
+    const delay = prev && Date.now() - prev.at < 60_000 ? Math.min(prev.delay * 2, 30_000) : 1000;
+    const entry = { delay, at: Date.now(), timer: null as NodeJS.Timeout | null };
+    entry.timer = setTimeout(() => {
+      entry.timer = null;
+      entry.at = Date.now();
+      this.markDirty([key], true);
+    }, delay);
+    entry.timer.unref();
+    this.keyRetry.set(key, entry);
   }
 
   /** Marks keys for a targeted pass. Local events and store events both land here. */
@@ -166,6 +187,24 @@ export class Daemon {
     }
   }
 
+  private settleTimer: NodeJS.Timeout | null = null;
+
+  /**
+   * A directory of the mirror vanished or appeared: reconcile at once (files may have been written
+   * before the new directory's watch was armed), and again once it has settled, when deletions held
+   * meanwhile are decided.
+   */
+  private onStructural(): void {
+    this.r.structuralAt = Date.now();
+    this.requestFull();
+    if (this.settleTimer) clearTimeout(this.settleTimer);
+    this.settleTimer = setTimeout(() => {
+      this.settleTimer = null;
+      this.requestFull();
+    }, SETTLE_MS + 50);
+    this.settleTimer.unref();
+  }
+
   /** Starts watching both sides; the first full reconcile runs at once (retried with backoff). */
   async start(): Promise<void> {
     if (this.started) return;
@@ -175,7 +214,7 @@ export class Daemon {
       await watchTree(this.o.mirror.tree, {
         debounceMs: this.o.debounceMs,
         onKeys: (keys) => this.markDirty(keys, false),
-        onStructural: () => this.requestFull(),
+        onStructural: () => this.onStructural(),
         onError: (err) => this.log.warn({ err: err.message }, `watch ${this.o.mirror.root}: ${err.message}`),
       }),
     );
@@ -192,6 +231,8 @@ export class Daemon {
     this.stopping = true;
     if (this.retryTimer) clearTimeout(this.retryTimer);
     if (this.intervalTimer) clearInterval(this.intervalTimer);
+    if (this.settleTimer) clearTimeout(this.settleTimer);
+    for (const r of this.keyRetry.values()) if (r.timer) clearTimeout(r.timer);
     this.retryTimer = null;
     await Promise.allSettled(this.stopWatchers.map((s) => s()));
     this.stopWatchers = [];

@@ -22,7 +22,13 @@ export class Engine {
   constructor(private readonly o: EngineOptions) {
     this.state = new StateFile(o.mirror.stateDir, o.store.id);
     const rejections = new Rejections(o.log, o.observer);
-    this.reconciler = new Reconciler(o, this.state, rejections, (key) => this.daemon.retryLater(key));
+    this.reconciler = new Reconciler(
+      o,
+      this.state,
+      rejections,
+      (key) => this.daemon.retryLater(key),
+      (key) => this.daemon.retrySoon(key),
+    );
     this.daemon = new Daemon(o, this.reconciler);
   }
 

@@ -33,6 +33,8 @@ export interface ExecutorDeps {
   replan(key: Key, mode: SyncMode, report: ReconcileReport): Promise<Plan | undefined>;
   /** The key kept changing through every retry: hand it to the next pass. */
   giveUp(key: Key): void;
+  /** One key failed locally (ENOSPC, EIO …): try it again soon, with a backoff of its own. */
+  retrySoon?(key: Key): void;
 }
 
 /**
@@ -75,8 +77,11 @@ export class Executor {
           this.d.rejections.add({ key: p.key, source: 'local', reason: err.reason });
           return;
         } else {
+          // One item's failure (a full disk, an I/O error on one file) is that item's: every other key
+          // keeps syncing, and this one is retried soon rather than at the next periodic reconcile.
           report.errors.push({ key: p.key, error: errorMessage(err) });
-          log.error({ key: p.key, err: errorMessage(err) }, `sync ${p.key}: ${errorMessage(err)}`);
+          log.error({ key: p.key, err: errorMessage(err) }, `sync ${p.key}: ${errorMessage(err)}; retrying this key soon`);
+          this.d.retrySoon?.(p.key);
           return;
         }
       }

@@ -80,6 +80,12 @@ export interface GuardContext {
   readonly mirrorRoot: string;
   readonly storeId: string;
   readonly log: Logger;
+  /**
+   * True while the mirror's directories were removed or re-created moments ago (a proxy rewriting its
+   * store does `RemoveAll`, then writes every file again): local deletions are not decided until it
+   * settles — files missing now may be back in a few milliseconds.
+   */
+  readonly settling?: boolean;
 }
 
 /**
@@ -98,6 +104,12 @@ export async function applyGuards(plans: Plan[], g: GuardContext, report: Reconc
     p.note = reason;
     p.action = g.mode === 'push' ? 'held' : 'pull';
   };
+
+  if (g.settling) {
+    for (const p of plans.filter((x) => x.action === 'delete-store')) {
+      hold(p, 'the mirror\'s directories were just removed or re-created: deletions are decided once it settles', false);
+    }
+  }
 
   const storeDel = plans.filter((p) => p.action === 'delete-store');
   if (storeDel.length) {

@@ -14,6 +14,8 @@ import type { StateFile } from './state.js';
 import { emptyReport, type EngineOptions, type PassOptions, type ReconcileReport, type SyncMode } from './types.js';
 
 const FETCH_BATCH = 500;
+/** How long after a directory vanished or appeared local deletions wait (a rewrite of the mirror takes milliseconds). */
+export const SETTLE_MS = 1500;
 const FETCH_PARALLEL = 8;
 
 /**
@@ -35,12 +37,15 @@ export class Reconciler {
   announceRecovery = false;
   /** Called when the store answers again after being down. */
   onStoreUp: () => void = () => {};
+  /** When the mirror's directories last vanished or appeared (set by the daemon's watcher). */
+  structuralAt = -Infinity;
 
   constructor(
     private readonly o: EngineOptions,
     readonly state: StateFile,
     readonly rejections: Rejections,
     giveUp: (key: Key) => void,
+    retrySoon?: (key: Key) => void,
   ) {
     this.log = o.log;
     this.executor = new Executor({
@@ -60,6 +65,7 @@ export class Reconciler {
         return p;
       },
       giveUp,
+      retrySoon,
     });
   }
 
@@ -163,6 +169,7 @@ export class Reconciler {
         mirrorRoot: this.o.mirror.root,
         storeId: this.o.store.id,
         log: this.log,
+        settling: Date.now() - this.structuralAt < SETTLE_MS,
       },
       report,
     );

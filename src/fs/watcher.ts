@@ -47,7 +47,9 @@ export async function watchTree(tree: FileTree, opts: TreeWatchOptions): Promise
   const root = tree.root;
   const timers = new Map<Key, NodeJS.Timeout>();
   const trailing = new Map<Key, NodeJS.Timeout>();
-  const watchers = new Map<string, FSWatcher>();
+  // Each watched directory with the inode it was armed on: a directory replaced under the same name
+  // (`rm -rf auths && mkdir auths`, what CLIProxyAPI's store does at start-up) gets a new watch.
+  const watchers = new Map<string, { w: FSWatcher; ino: bigint }>();
   const due = new Set<Key>();
   let flushQueued = false;
   let stopped = false;
@@ -96,7 +98,7 @@ export async function watchTree(tree: FileTree, opts: TreeWatchOptions): Promise
   };
 
   const unwatch = (dir: string): void => {
-    for (const [d, w] of watchers) {
+    for (const [d, { w }] of watchers) {
       if (d === dir || d.startsWith(dir + sep)) {
         w.close();
         watchers.delete(d);
@@ -106,9 +108,16 @@ export async function watchTree(tree: FileTree, opts: TreeWatchOptions): Promise
 
   /** Watches `dir` (if it is a real directory) and, below `auths/`, its subdirectories. */
   const watchDir = async (dir: string): Promise<void> => {
-    if (stopped || watchers.has(dir)) return;
-    const st = await lstat(dir).catch(() => null);
+    if (stopped) return;
+    const st = await lstat(dir, { bigint: true }).catch(() => null);
     if (!st?.isDirectory()) return;
+    const current = watchers.get(dir);
+    if (current && current.ino === st.ino) {
+      // Still the same directory; its subdirectories may have been replaced.
+      if (dir !== root) await armChildren(dir);
+      return;
+    }
+    if (current) unwatch(dir); // replaced: the old watch sees a deleted inode and would stay blind
     let w: FSWatcher;
     try {
       w = fsWatch(dir, { persistent: true }, (_event, name) => void onEvent(dir, name === null ? null : String(name)));
@@ -119,12 +128,18 @@ export async function watchTree(tree: FileTree, opts: TreeWatchOptions): Promise
       return;
     }
     w.on('error', (err) => {
+      // An error of a watch already replaced (the directory was re-created) must not close its successor.
+      if (watchers.get(dir)?.w !== w) return;
       unwatch(dir);
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT' && (err as NodeJS.ErrnoException).code !== 'EPERM') opts.onError?.(err);
       opts.onStructural?.();
     });
-    watchers.set(dir, w);
+    watchers.set(dir, { w, ino: st.ino });
     if (dir === root) return;
+    await armChildren(dir);
+  };
+
+  const armChildren = async (dir: string): Promise<void> => {
     const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
     for (const e of entries) {
       const p = join(dir, e.name);
@@ -170,7 +185,7 @@ export async function watchTree(tree: FileTree, opts: TreeWatchOptions): Promise
     await watchDir(join(root, 'config'));
     await watchDir(join(root, 'auths'));
   } catch (err) {
-    for (const w of watchers.values()) w.close();
+    for (const { w } of watchers.values()) w.close();
     throw err;
   }
   opts.onReady?.();
@@ -181,7 +196,7 @@ export async function watchTree(tree: FileTree, opts: TreeWatchOptions): Promise
     for (const t of [...timers.values(), ...trailing.values()]) clearTimeout(t);
     timers.clear();
     trailing.clear();
-    for (const w of watchers.values()) w.close();
+    for (const { w } of watchers.values()) w.close();
     watchers.clear();
   };
 }

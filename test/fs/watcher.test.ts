@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest';
-import { rename, writeFile, mkdir } from 'node:fs/promises';
+import { rename, writeFile, mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FileTree } from '../../src/fs/tree.js';
 import { watchTree } from '../../src/fs/watcher.js';
@@ -83,4 +83,31 @@ describe('mirror watcher', () => {
       await d.remove();
     }
   });
+
+  it.each([
+    ['auths', 'auths/x.json'],
+    ['auths/team', 'auths/team/x.json'],
+    ['auths/team/deep', 'auths/team/deep/x.json'],
+  ])('re-arms when %s is replaced (rm -rf && mkdir, as CLIProxyAPI does at start-up): the next file is seen at once', async (dir, key) => {
+    const d = await tempDir();
+    const tree = new FileTree(d.path);
+    await tree.init();
+    await mkdir(join(d.path, dir), { recursive: true });
+    const seen: string[] = [];
+    const stop = await watchTree(tree, { debounceMs: 10, onKeys: (keys) => seen.push(...keys) });
+    try {
+      for (let round = 0; round < 8; round++) {
+        await rm(join(d.path, dir), { recursive: true, force: true });
+        await mkdir(join(d.path, dir), { recursive: true });
+        await sleep(round % 2 ? 0 : 20);
+        seen.length = 0;
+        await writeFile(join(d.path, key), `{"round":${round}}`);
+        await waitFor(`round ${round}: ${key} reported after ${dir} was replaced`, () => seen.includes(key), 2000);
+      }
+    } finally {
+      await stop();
+      await d.remove();
+    }
+  });
 });
+
