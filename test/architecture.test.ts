@@ -63,7 +63,9 @@ describe('layout', () => {
 
   it('commands and config reach stores only through the registry and the spec', () => {
     const allowed = new Set(['stores/registry.ts', 'stores/spec.ts']);
-    expect(all.filter((e) => /^(commands|config|http)\//.test(e.from) && e.to.startsWith('stores/') && !allowed.has(e.to))).toEqual([]);
+    // doctor's PostgreSQL checks need the store's own channel name and quoting (pgChannelFor, quoteIdent).
+    const doctorKind = (e: Edge): boolean => e.from === 'commands/doctor-postgres.ts' && e.to === 'stores/postgres/index.ts';
+    expect(all.filter((e) => /^(commands|config|http)\//.test(e.from) && e.to.startsWith('stores/') && !allowed.has(e.to) && !doctorKind(e))).toEqual([]);
   });
 
   it('engine.ts stays a small facade', () => {
