@@ -132,20 +132,30 @@ export async function writeArchiveFile(out: string, stdout: Writable, fill: (w: 
     return;
   }
   const tmp = join(dirname(out), `.${basename(out)}.${randomBytes(6).toString('hex')}.tmp`);
-  const fh = await open(tmp, 'wx', FILE_MODE);
   try {
-    const sink = createWriteStream('', { fd: fh, autoClose: false });
+    const sink = createWriteStream(tmp, { flags: 'wx', mode: FILE_MODE });
+    // A write error (disk full …) rejects instead of leaving the writer waiting for 'drain'.
+    const failure = new Promise<never>((_, reject) => sink.once('error', reject));
+    failure.catch(() => {});
+    const finished = once(sink, 'close');
     const w = new TarWriter(sink);
-    await fill(w);
-    const finished = once(sink, 'finish');
-    await w.end();
-    await finished;
-    await fh.chmod(FILE_MODE);
-    await fh.sync();
-    await fh.close();
+    await Promise.race([
+      (async () => {
+        await fill(w);
+        await w.end();
+        await finished;
+      })(),
+      failure,
+    ]);
+    const fh = await open(tmp, 'r+');
+    try {
+      await fh.chmod(FILE_MODE);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
     await rename(tmp, out);
   } catch (err) {
-    await fh.close().catch(() => {});
     await unlink(tmp).catch(() => {});
     throw err;
   }
