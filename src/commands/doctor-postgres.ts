@@ -31,12 +31,17 @@ export async function postgresChecks(ctx: KindCheckContext): Promise<Check[]> {
       return checks;
     }
     const qualified = (t: string): string => (spec.schema ? `${quoteIdent(spec.schema)}.${quoteIdent(t)}` : quoteIdent(t));
-    const found = await sql.unsafe(
-      `SELECT t.name, c.oid::int AS oid, n.nspname AS ns FROM unnest($1::text[], $2::text[]) AS t(name, q)
-         LEFT JOIN pg_class c ON c.oid = to_regclass(t.q) LEFT JOIN pg_namespace n ON n.oid = c.relnamespace`,
-      [TABLES as unknown as string[], TABLES.map(qualified)],
-    );
-    const missing = found.filter((r) => r.oid === null).map((r) => r.name as string);
+    const found: Array<{ name: string; oid: number | null; ns: string | null }> = [];
+    for (const t of TABLES) {
+      const row = (
+        await sql.unsafe(
+          'SELECT c.oid::int AS oid, n.nspname AS ns FROM (SELECT to_regclass($1) AS r) x LEFT JOIN pg_class c ON c.oid = x.r LEFT JOIN pg_namespace n ON n.oid = c.relnamespace',
+          [qualified(t)],
+        )
+      )[0]!;
+      found.push({ name: t, oid: (row.oid as number | null) ?? null, ns: (row.ns as string | null) ?? null });
+    }
+    const missing = found.filter((r) => r.oid === null).map((r) => r.name);
     if (missing.length) {
       checks.push({
         status: 'warn',
@@ -46,7 +51,7 @@ export async function postgresChecks(ctx: KindCheckContext): Promise<Check[]> {
       });
       return checks;
     }
-    const ns = found[0]!.ns as string;
+    const ns = found[0]!.ns!;
     const target = (t: string): string => `${quoteIdent(ns)}.${quoteIdent(t)}`;
 
     // Privileges.
@@ -64,16 +69,16 @@ export async function postgresChecks(ctx: KindCheckContext): Promise<Check[]> {
 
     // Trigger present and enabled on both tables.
     const channel = pgChannelFor(ns);
-    const trig = await sql.unsafe(
-      `SELECT t.name, g.tgenabled AS enabled FROM unnest($1::text[]) AS t(name)
-         LEFT JOIN pg_trigger g ON g.tgrelid = to_regclass(t.name) AND g.tgname = $2 AND NOT g.tgisinternal`,
-      [TABLES.map(target), TRIGGER],
-    );
-    const absent = trig.filter((r) => r.enabled === null).map((r) => r.name as string);
-    const disabled = trig.filter((r) => r.enabled === 'D').map((r) => r.name as string);
+    const trig: Array<{ name: string; enabled: string | null }> = [];
+    for (const t of TABLES) {
+      const rows = await sql.unsafe('SELECT tgenabled AS enabled FROM pg_trigger WHERE tgrelid = to_regclass($1) AND tgname = $2 AND NOT tgisinternal', [target(t), TRIGGER]);
+      trig.push({ name: target(t), enabled: rows.length ? String(rows[0]!.enabled) : null });
+    }
+    const absent = trig.filter((r) => r.enabled === null).map((r) => r.name);
+    const disabled = trig.filter((r) => r.enabled === 'D').map((r) => r.name);
     if (absent.length || disabled.length) {
       const fixes: string[] = [];
-      if (absent.length) fixes.push("start credsync (any command) once as the tables' owner: it installs the trigger");
+      if (absent.length) fixes.push("start credsync (any command) as the tables' owner: it installs the trigger (this doctor run's own store check did so if it runs as the owner; run doctor again to confirm)");
       for (const t of disabled) fixes.push(`ALTER TABLE ${t} ENABLE TRIGGER ${TRIGGER};`);
       checks.push({
         status: 'fail',
