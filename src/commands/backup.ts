@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { sha256, validateContent } from '../core/canonical.js';
+import { ConfigError } from '../core/errors.js';
 import type { Key } from '../core/keys.js';
 import { ARCHIVE_FORMAT, MANIFEST_NAME, Spool, writeArchiveFile, type Manifest, type ManifestItem } from './archive.js';
 import type { OperatorDeps } from './migrate.js';
@@ -34,6 +35,7 @@ export async function runBackup(o: BackupOptions, deps: OperatorDeps): Promise<n
   const cwd = deps.cwd ?? process.cwd();
   const spec = o.from ? specOfUrl(o.from, cwd) : deps.envStore();
   const out = o.out === '-' ? '-' : resolve(cwd, o.out);
+  if (out === '-' && process.stdout.isTTY) throw new ConfigError('backup --out -: stdout is a terminal; redirect it to a file or a pipe (or give --out FILE)');
   const side = await openSide(spec, log);
   const spool = await Spool.create();
   const invalid: KeyNote[] = [];

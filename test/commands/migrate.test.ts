@@ -59,6 +59,25 @@ for (const a of STORE_KINDS) {
   }
 }
 
+describe(`migrate through every store kind (${[...STORE_KINDS.map((k) => k.name), STORE_KINDS[0]!.name].join(' → ')})`, () => {
+  it('1,000 credentials end identical by canonical hash, each step verified', async (ctx) => {
+    const kinds = STORE_KINDS.filter((k) => !k.skip());
+    if (kinds.length < 2) ctx.skip('fewer than two store kinds available');
+    const start = await fresh(kinds[0]!);
+    await seed(start, sampleItems(1000));
+    const want = await snapshot(start);
+    let from = start;
+    for (const kind of [...kinds.slice(1), kinds[0]!]) {
+      const to = await fresh(kind);
+      const r = await migrate({ from, to });
+      expect(r.code, `${from} → ${to}`).toBe(0);
+      expect(r.json.counts).toMatchObject({ created: 1001, verified: 1001, mismatched: 0 });
+      from = to;
+    }
+    expect(await snapshot(from)).toEqual(want);
+  }, 120_000);
+});
+
 for (const kind of STORE_KINDS) {
   describe(`migrate modes onto ${kind.name}`, () => {
     const setup = async (ctx: { skip(why: string): void }): Promise<{ src: string; dst: string }> => {
