@@ -7,16 +7,18 @@ import { execFileSync } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
+import { backupBench } from './backup.js';
 import { burstBench } from './burst.js';
 import { coldStartBench } from './coldstart.js';
 import { idleBench } from './idle.js';
+import { migrateBench } from './migrate.js';
 import { propagationBench } from './propagation.js';
 import { runCleanups } from './lib/cleanup.js';
 import { assertBuilt, REPO_ROOT } from './lib/daemon.js';
 import { client, obtainPg, serverInfo } from './lib/pg.js';
 import { jsonFigure, renderResult, type Bench, type BenchResult } from './lib/report.js';
 
-const BENCHES: readonly Bench[] = [propagationBench, burstBench, coldStartBench, idleBench];
+const BENCHES: readonly Bench[] = [propagationBench, burstBench, coldStartBench, idleBench, migrateBench, backupBench];
 
 function usage(): string {
   return `usage: tsx bench/run.ts [--quick] [--list] [${BENCHES.map((b) => b.name).join('|')} ...]`;

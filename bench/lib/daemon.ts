@@ -194,15 +194,15 @@ async function hasTimeBin(): Promise<boolean> {
 }
 
 /**
- * Runs `node dist/cli.js ...args` (clean environment plus `env`) to completion, measuring wall time
- * and peak RSS of the node process. stderr is counted, its tail kept.
+ * Runs `node dist/cli.js ...args` (or another `script`) (clean environment plus `env`) to completion,
+ * measuring wall time and peak RSS of the node process. stderr is counted, its tail kept.
  */
-export async function runCli(args: string[], env: Record<string, string>, timeoutMs = 240_000): Promise<CliRun> {
+export async function runCli(args: string[], env: Record<string, string>, timeoutMs = 240_000, script = CLI): Promise<CliRun> {
   assertBuilt();
   const useTime = await hasTimeBin();
   const timeOut = join(tmpdir(), `credsync-bench-time-${process.pid}-${Date.now()}.txt`);
   const cmd = useTime ? TIME_BIN : process.execPath;
-  const argv = useTime ? ['-v', '-o', timeOut, process.execPath, CLI, ...args] : [CLI, ...args];
+  const argv = useTime ? ['-v', '-o', timeOut, process.execPath, script, ...args] : [script, ...args];
   const t0 = performance.now();
   // Own process group, so a timeout (or the bench's exit) kills node under /usr/bin/time as well.
   const child = spawn(cmd, argv, { env: cleanEnv({ ...env, NODE_OPTIONS: undefined }), cwd: NEUTRAL_CWD, stdio: ['ignore', 'pipe', 'pipe'], detached: true });

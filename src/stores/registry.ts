@@ -21,3 +21,11 @@ export async function openStore(spec: StoreSpec, ctx: StoreContext = {}): Promis
       throw new ConfigError(`store ${spec.kind}: not available in this version of credsync (supported: file://, postgres://)`);
   }
 }
+
+/**
+ * What `doctor` needs to check a PostgreSQL deployment from outside the store: the NOTIFY channel the
+ * trigger uses, identifier quoting and the driver options of a DSN (sslmode, hosts …). Pure; no
+ * connection is made and the driver is not loaded.
+ */
+export { pgChannelFor, quoteIdent } from './postgres/schema.js';
+export { connectionConfig as pgConnectionOptions } from './postgres/settings.js';
