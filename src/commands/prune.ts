@@ -1,3 +1,4 @@
+import { EXPIRY_FIELDS, timeOf } from '../engine/conflict.js';
 import { lstat, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseAuth } from '../core/canonical.js';
@@ -28,18 +29,7 @@ export interface PruneOptions {
   readonly afterPlan?: () => Promise<void>;
 }
 
-/** Expiry fields in the order the conflict policy (and CLIProxyAPI) reads them. */
-export const EXPIRY_FIELDS = ['expired', 'expire', 'expires_at', 'expiresAt', 'expiry', 'expires'] as const;
-
-/** A timestamp as epoch ms: RFC 3339 strings, or numbers in seconds or milliseconds (as engine/conflict.ts reads them). */
-function timeOf(value: unknown): number | null {
-  if (typeof value === 'number' && Number.isFinite(value)) return value < 1e12 ? value * 1000 : value;
-  if (typeof value === 'string' && value.trim() !== '') {
-    const t = Date.parse(value);
-    return Number.isNaN(t) ? null : t;
-  }
-  return null;
-}
+export { EXPIRY_FIELDS } from '../engine/conflict.js';
 
 export function expiryOf(obj: Record<string, unknown>): { field: string; at: number } | null {
   for (const f of EXPIRY_FIELDS) {

@@ -5,10 +5,10 @@ export type ConflictPolicy = 'newest' | 'store' | 'local';
 export const CONFLICT_POLICIES: readonly ConflictPolicy[] = ['newest', 'store', 'local'];
 
 /** Expiry fields in the order CLIProxyAPI reads them. */
-const EXPIRY_FIELDS = ['expired', 'expire', 'expires_at', 'expiresAt', 'expiry', 'expires'] as const;
+export const EXPIRY_FIELDS = ['expired', 'expire', 'expires_at', 'expiresAt', 'expiry', 'expires'] as const;
 
 /** A timestamp field as epoch ms: RFC 3339 strings, or numbers in seconds or milliseconds. */
-function timeOf(value: unknown): number | null {
+export function timeOf(value: unknown): number | null {
   if (typeof value === 'number' && Number.isFinite(value)) return value < 1e12 ? value * 1000 : value;
   if (typeof value === 'string' && value.trim() !== '') {
     const t = Date.parse(value);
