@@ -19,6 +19,12 @@ export interface Entry {
 
 export interface Item extends Entry {
   readonly data: Uint8Array;
+  /**
+   * Set when the store holds the item but cannot hand over its content (it cannot decrypt it, it
+   * refuses to serve it): the engine treats the item as invalid on the store side with this reason —
+   * never written to the mirror, never a deletion — and every other key keeps syncing.
+   */
+  readonly problem?: string;
 }
 
 /** A store object whose id is not a valid key: skipped and reported, never written to disk. */

@@ -48,6 +48,7 @@ export function localSide(s: LocalState): Side {
  * so the item is parsed and hashed here only when the store did not already do it.
  */
 export function judgeItem(item: Item, maxBytes = DEFAULT_MAX_ITEM_BYTES): Side {
+  if (item.problem) return { kind: 'invalid', reason: item.problem };
   if (item.data.byteLength > maxBytes) {
     return { kind: 'invalid', reason: `larger than ${formatBytes(maxBytes)} (${item.data.byteLength} bytes); raise CREDSYNC_MAX_ITEM_BYTES to accept it` };
   }

@@ -52,6 +52,13 @@ describe('planning from snapshots', () => {
     expect(p.remote).toEqual({ kind: 'invalid', reason: 'not a JSON object (found an array)' });
   });
 
+  it('an item the store cannot hand over (problem set) is a store-side rejection, never pulled or deleted', () => {
+    const it2: Item = { key: 'auths/x.json', version: 'v', data: new Uint8Array(), problem: 'encrypted with key id k2, which is not configured' };
+    const p = planKey('auths/x.json', valid('{"a":1}'), { entry: { key: 'auths/x.json', version: 'v' }, item: it2 }, { hash: h('{"a":1}'), version: 'v0' });
+    expect(p.action).toBe('reject-store');
+    expect(p.remote).toEqual({ kind: 'invalid', reason: 'encrypted with key id k2, which is not configured' });
+  });
+
   it('a conflict carries the version seen, the CAS precondition of the winner\'s push', () => {
     const base = { hash: h('{"v":0}'), version: 'v0' };
     const p = planKey('auths/x.json', valid('{"v":1}'), { entry: { key: 'auths/x.json', version: 'v2' }, item: item('auths/x.json', '{"v":2}', 'v2') }, base);
