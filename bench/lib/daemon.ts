@@ -25,8 +25,13 @@ export function assertBuilt(): void {
 }
 
 /** Environment selecting a PostgreSQL store the way CLIProxyAPI deployments do. */
+/**
+ * A daemon's environment. `debug` level: the per-item lines (`push … stored`, `pull … written to
+ * mirror`) the benchmarks split their samples with are at debug since the default level logs one line
+ * per batch.
+ */
 export function pgEnv(url: string, schema: string, localDir: string): Record<string, string> {
-  return { PGSTORE_DSN: url, PGSTORE_SCHEMA: schema, CREDSYNC_LOCAL_DIR: localDir };
+  return { PGSTORE_DSN: url, PGSTORE_SCHEMA: schema, CREDSYNC_LOCAL_DIR: localDir, CREDSYNC_LOG_LEVEL: 'debug' };
 }
 
 export interface LogLine {
