@@ -133,7 +133,7 @@ export const coldStartBench: Bench = {
 
     ctx.log(`  credsync pull into an empty mirror`);
     const mirror = await tempDir('cold-mirror');
-    const env = pgEnv(url, schema, mirror.path);
+    const env = { ...pgEnv(url, schema, mirror.path), CREDSYNC_LOG_LEVEL: 'info' }; // a pull logs one line per batch at info
     const cold = await runCli(['pull'], env);
     if (cold.code !== 0) throw new Error(`credsync pull exited ${cold.code}:\n${cold.stderrTail}`);
     const files = await countFiles(join(mirror.path, 'auths'));
