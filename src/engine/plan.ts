@@ -94,12 +94,20 @@ export interface FullSnapshot {
 
 const ABSENT: LocalState = { present: false };
 
-/** Plans every key of the store listing, the mirror and the base, in key order. Invalid keys are left out. */
-export function planAll(s: FullSnapshot): Plan[] {
+/** Every key of the store listing, the mirror and the base, in key order; invalid keys left out. */
+export function allKeys(s: Pick<FullSnapshot, 'entries' | 'locals' | 'baseKeys'>): Key[] {
+  const keys = new Set<Key>([...s.entries.map((e) => e.key), ...s.locals.keys(), ...s.baseKeys]);
+  return [...keys].filter((k) => !keyProblem(k)).sort();
+}
+
+/**
+ * Plans every key of the store listing, the mirror and the base (or only `keys`, for a window of a
+ * large pass), in key order. Invalid keys are left out.
+ */
+export function planAll(s: FullSnapshot, keys: readonly Key[] = allKeys(s)): Plan[] {
   const entries = new Map(s.entries.map((e) => [e.key, e]));
-  const keys = new Set<Key>([...entries.keys(), ...s.locals.keys(), ...s.baseKeys]);
   const plans: Plan[] = [];
-  for (const key of [...keys].sort()) {
+  for (const key of keys) {
     if (keyProblem(key)) continue;
     const entry = entries.get(key) ?? null;
     plans.push(planKey(key, s.locals.get(key) ?? ABSENT, { entry, item: entry ? s.items.get(key) : undefined }, s.base(key), s.maxItemBytes));

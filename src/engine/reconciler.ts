@@ -8,12 +8,14 @@ import type { Item } from '../core/store.js';
 import type { LocalState } from '../mirror/mirror.js';
 import { Executor, isOutage } from './execute.js';
 import { applyGuards, DeleteWindow } from './guard.js';
-import { keysToFetch, keysToRead, planAll, planKey, type Plan } from './plan.js';
+import { allKeys, keysToFetch, keysToRead, planAll, planKey, type Plan } from './plan.js';
 import type { Rejections } from './rejections.js';
 import type { StateFile } from './state.js';
 import { emptyReport, type EngineOptions, type PassOptions, type ReconcileReport, type SyncMode } from './types.js';
 
 const FETCH_BATCH = 500;
+/** Items read, planned and executed together in a full pass (bounds its memory). */
+const WINDOW = 500;
 /** How long after a directory vanished or appeared local deletions wait (a rewrite of the mirror takes milliseconds). */
 export const SETTLE_MS = 1500;
 const FETCH_PARALLEL = 8;
@@ -120,8 +122,13 @@ export class Reconciler {
     return out;
   }
 
-  /** Plans every key: full store listing, full mirror scan, and every key of the base. */
-  async planEverything(readOnly = false): Promise<{ plans: Plan[]; storeCount: number }> {
+  /**
+   * Plans every key — full store listing, full mirror scan, every key of the base — and hands the plans
+   * over in windows, so a pass over 50,000 items never holds them all: first every key whose store side
+   * is known without a read (from the listing or the base), then the others WINDOW at a time (read in one
+   * batch, planned, handed over; their content is released before the next window is read).
+   */
+  async planWindows(readOnly: boolean, onWindow: (plans: Plan[], first: boolean) => Promise<void>): Promise<{ storeCount: number }> {
     await this.ensureStore(readOnly);
     const listing = await this.o.store.list();
     this.setStoreUp(true);
@@ -129,13 +136,31 @@ export class Reconciler {
     // so nothing the scanner cannot see is ever taken for a deletion.
     const scan = await this.o.mirror.scan({ known: [...listing.entries.map((e) => e.key), ...this.state.baseKeys()] });
     const base = (k: Key): ReturnType<StateFile['base']> => this.state.base(k);
-    const items = await this.fetchMany(keysToFetch(listing.entries, base));
-    const plans = planAll({ entries: listing.entries, locals: scan.items, baseKeys: this.state.baseKeys(), base, items, maxItemBytes: this.o.maxItemBytes });
     for (const s of scan.skipped) this.rejections.add({ key: s.id, source: 'local', reason: s.reason });
     for (const u of scan.unreadable) if (!u.vanished) this.rejections.add({ key: u.prefix, source: 'local', reason: `cannot list this directory (${u.reason}); its files are left alone` });
     for (const s of listing.skipped) this.rejections.add({ key: s.id, source: 'store', reason: s.reason });
     this.lastStoreCount = listing.entries.length;
-    return { plans, storeCount: listing.entries.length };
+    const snapshot = { entries: listing.entries, locals: scan.items, baseKeys: this.state.baseKeys(), base, items: new Map<Key, Item | null>(), maxItemBytes: this.o.maxItemBytes };
+    const unknown = new Set(keysToFetch(listing.entries, base));
+    // The config always goes in the first window (read on its own if needed): seeding decides on it.
+    if (unknown.delete(CONFIG_KEY)) snapshot.items.set(CONFIG_KEY, (await this.fetchMany([CONFIG_KEY])).get(CONFIG_KEY) ?? null);
+    await onWindow(planAll(snapshot, allKeys(snapshot).filter((k) => !unknown.has(k))), true);
+    snapshot.items.clear();
+    const rest = [...unknown].sort();
+    for (let i = 0; i < rest.length; i += WINDOW) {
+      const keys = rest.slice(i, i + WINDOW);
+      await onWindow(planAll({ ...snapshot, items: await this.fetchMany(keys) }, keys), false);
+    }
+    return { storeCount: listing.entries.length };
+  }
+
+  /** Every plan of a full pass, without item content (for `status`). */
+  async planEverything(readOnly = false): Promise<{ plans: Plan[]; storeCount: number }> {
+    const plans: Plan[] = [];
+    const { storeCount } = await this.planWindows(readOnly, async (window) => {
+      for (const p of window) plans.push({ ...p, storeItem: undefined });
+    });
+    return { plans, storeCount };
   }
 
   /** Plans the given keys from fresh inspections; the store is read only for keys that need it (see `keysToRead`). */
@@ -206,10 +231,14 @@ export class Reconciler {
     const report = emptyReport();
     if (o.dryRun) return this.dryRun(mode, report);
     try {
-      const { plans, storeCount } = await this.planEverything();
-      if (mode !== 'push') await this.seedConfig(plans);
-      await this.guard(plans, mode, storeCountBefore(plans, storeCount), report);
-      await this.executor.executeAll(plans, mode, report, undefined, o.progress);
+      let done = 0;
+      const progress = o.progress ? (n: number, total: number) => o.progress!(done + n, Math.max(done + total, this.lastStoreCount)) : undefined;
+      await this.planWindows(false, async (plans, first) => {
+        if (first && mode !== 'push') await this.seedConfig(plans);
+        await this.guard(plans, mode, storeCountBefore(plans, this.lastStoreCount), report);
+        await this.executor.executeAll(plans, mode, report, undefined, progress);
+        done += plans.filter((p) => p.action !== 'in-sync' && p.action !== 'forget' && p.action !== 'held').length;
+      });
       this.state.touchSync();
       this.o.observer?.lastSync(this.state.data.lastSyncAt!);
     } catch (err) {
