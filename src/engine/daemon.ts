@@ -20,6 +20,8 @@ export class Daemon {
   private readonly log: Logger;
   private readonly dirty = new Map<Key, number>();
   private readonly dirtyFromStore = new Set<Key>();
+  /** Keys reported early (renamed into place): read now, but an invalid read is not yet a rejection. */
+  private readonly tentative = new Set<Key>();
   private fullRequested = false;
   private pumping = false;
   private stopping = false;
@@ -75,11 +77,14 @@ export class Daemon {
   }
 
   /** Marks keys for a targeted pass. Local events and store events both land here. */
-  private markDirty(keys: Key[], fromStore: boolean): void {
+  private markDirty(keys: Key[], fromStore: boolean, tentative = false): void {
     const now = Date.now();
     for (const k of keys) {
       if (keyProblem(k)) continue;
-      if (!this.dirty.has(k)) this.dirty.set(k, now);
+      if (!this.dirty.has(k)) {
+        this.dirty.set(k, now);
+        if (tentative) this.tentative.add(k);
+      } else if (!tentative) this.tentative.delete(k);
       if (fromStore) this.dirtyFromStore.add(k);
     }
     this.kick();
@@ -101,6 +106,7 @@ export class Daemon {
             this.fullRequested = false;
             this.dirty.clear();
             this.dirtyFromStore.clear();
+            this.tentative.clear();
             await this.r.fullPass('sync');
             if (!this.storeWatchStarted) await this.startStoreWatch();
             if (!this._ready) {
@@ -112,9 +118,10 @@ export class Daemon {
             // marks the key again, flag included, for the next pass.
             const batch = new Map(this.dirty);
             const fromStore = new Set([...batch.keys()].filter((k) => this.dirtyFromStore.delete(k)));
+            const tentative = new Set([...batch.keys()].filter((k) => this.tentative.delete(k)));
             this.dirty.clear();
             try {
-              await this.r.keysPass(batch, fromStore);
+              await this.r.keysPass(batch, fromStore, tentative);
             } catch (err) {
               for (const [k, t] of batch) if (!this.dirty.has(k)) this.dirty.set(k, t);
               for (const k of fromStore) this.dirtyFromStore.add(k);
@@ -214,6 +221,7 @@ export class Daemon {
       await watchTree(this.o.mirror.tree, {
         debounceMs: this.o.debounceMs,
         onKeys: (keys) => this.markDirty(keys, false),
+        onRenamed: (keys) => this.markDirty(keys, false, true),
         onStructural: () => this.onStructural(),
         onError: (err) => this.log.warn({ err: err.message }, `watch ${this.o.mirror.root}: ${err.message}`),
       }),

@@ -269,10 +269,11 @@ export class Reconciler {
   }
 
   /** A targeted pass over keys the watchers reported (`since`: when each was first seen, for latency metrics). */
-  async keysPass(keys: ReadonlyMap<Key, number>, fromStore: ReadonlySet<Key>): Promise<void> {
+  async keysPass(keys: ReadonlyMap<Key, number>, fromStore: ReadonlySet<Key>, tentative: ReadonlySet<Key> = new Set()): Promise<void> {
     const report = emptyReport();
     try {
-      const plans = await this.planKeys([...keys.keys()], (k) => fromStore.has(k));
+      // A file read early (just renamed into place) that is not valid yet is left for its quiet-time report.
+      const plans = (await this.planKeys([...keys.keys()], (k) => fromStore.has(k))).filter((p) => !(tentative.has(p.key) && p.action === 'reject-local'));
       await this.guard(plans, 'sync', Math.max(this.lastStoreCount, this.state.baseKeys().length), report);
       await this.executor.executeAll(plans, 'sync', report, keys);
     } catch (err) {

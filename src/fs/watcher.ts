@@ -1,15 +1,22 @@
 import { watch as fsWatch, type FSWatcher } from 'node:fs';
 import { lstat, readdir } from 'node:fs/promises';
 import { basename, join, relative, sep } from 'node:path';
-import { RESERVED_PREFIX, type Key } from '../core/keys.js';
+import { CONFIG_KEY, RESERVED_PREFIX, type Key } from '../core/keys.js';
 import { isTempName } from './atomic.js';
 import type { FileTree } from './tree.js';
 
 export interface TreeWatchOptions {
   /** Quiet time per key before it is reported; bursts of writes to one file become one report. */
   readonly debounceMs: number;
-  /** Keys whose files changed (added, changed or removed). The callee re-reads them. */
+  /** Keys whose files changed (added, changed or removed), after their quiet time. The callee re-reads them. */
   onKeys(keys: Key[]): void;
+  /**
+   * Credential files that just appeared by a rename (how every atomic writer, CLIProxyAPI included,
+   * replaces a file): probably complete, so the callee may read them at once instead of after the quiet
+   * time — but must say nothing if the content is not valid yet, because the quiet-time report follows
+   * anyway. Never called for `config/config.yaml` (a half-written YAML file can be valid).
+   */
+  onRenamed?(keys: Key[]): void;
   /** A directory appeared or vanished, or an event could not be attributed: rescan everything. */
   onStructural?(): void;
   onReady?(): void;
@@ -21,6 +28,12 @@ export interface TreeWatchOptions {
  * changed meanwhile: a write landing while the callee reads must never be the last one seen.
  */
 const TRAILING_CHECK_MS = 60;
+
+/**
+ * The config's quiet time (at least): unlike a credential, a `config.yaml` cut short while it is being
+ * written in place is often valid YAML, so it waits longer than a credential — configs change rarely.
+ */
+export const CONFIG_QUIET_MS = 1000;
 
 /**
  * Only `config/config.yaml` and `auths/**` matter; temp files and anything under a `.credsync*` segment
@@ -85,15 +98,35 @@ export async function watchTree(tree: FileTree, opts: TreeWatchOptions): Promise
       }, TRAILING_CHECK_MS),
     );
   };
+  const renamed = new Set<Key>();
+  let renamedQueued = false;
+  const fast = async (key: Key): Promise<void> => {
+    if (!opts.onRenamed || key === CONFIG_KEY) return;
+    if ((await signature(key)) === 'absent' || stopped) return;
+    renamed.add(key);
+    if (!renamedQueued) {
+      renamedQueued = true;
+      setImmediate(() => {
+        renamedQueued = false;
+        if (stopped || renamed.size === 0) return;
+        const keys = [...renamed];
+        renamed.clear();
+        opts.onRenamed?.(keys);
+      });
+    }
+  };
   const touch = (key: Key): void => {
     if (stopped) return;
     clearTimeout(timers.get(key));
     timers.set(
       key,
-      setTimeout(() => {
-        timers.delete(key);
-        void report(key);
-      }, opts.debounceMs),
+      setTimeout(
+        () => {
+          timers.delete(key);
+          void report(key);
+        },
+        key === CONFIG_KEY ? Math.max(opts.debounceMs, CONFIG_QUIET_MS) : opts.debounceMs,
+      ),
     );
   };
 
@@ -120,7 +153,7 @@ export async function watchTree(tree: FileTree, opts: TreeWatchOptions): Promise
     if (current) unwatch(dir); // replaced: the old watch sees a deleted inode and would stay blind
     let w: FSWatcher;
     try {
-      w = fsWatch(dir, { persistent: true }, (_event, name) => void onEvent(dir, name === null ? null : String(name)));
+      w = fsWatch(dir, { persistent: true }, (event, name) => void onEvent(dir, name === null ? null : String(name), event));
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'ENOENT' || code === 'ENOTDIR') return;
@@ -156,13 +189,16 @@ export async function watchTree(tree: FileTree, opts: TreeWatchOptions): Promise
     }
   };
 
-  const onEvent = async (dir: string, name: string | null): Promise<void> => {
+  const onEvent = async (dir: string, name: string | null, event: string = 'change'): Promise<void> => {
     if (stopped) return;
     if (name === null) return opts.onStructural?.();
     const p = join(dir, name);
     if (ignoredPath(root, p)) return;
     const key = tree.keyOfPath(p);
     if (key) {
+      // A name appearing (`rename`: moved in, or created) may be read at once; writes in place
+      // (`change`) wait for their quiet time. The quiet-time report follows in both cases.
+      if (event === 'rename') void fast(key);
       touch(key);
       return;
     }
