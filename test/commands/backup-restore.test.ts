@@ -10,22 +10,10 @@ import { archiveMembers, TarWriter, type Manifest } from '../../src/commands/arc
 import { GuardError, VerificationError } from '../../src/core/errors.js';
 import { sha256 } from '../../src/core/canonical.js';
 import { STORE_KINDS, captureIo, deps, listing, sampleItems, seed, snapshot, type StoreFixture } from './fixtures.js';
+import { fixtureScope } from './fixtures.js';
 import { tempDir } from '../support/tmp.js';
 
-const fixtures: StoreFixture[] = [];
-afterEach(async () => {
-  for (const f of fixtures.splice(0)) await f.cleanup();
-});
-const fresh = async (kind: (typeof STORE_KINDS)[number]): Promise<string> => {
-  const f = await kind.make();
-  fixtures.push(f);
-  return f.url;
-};
-const workDir = async (): Promise<string> => {
-  const d = await tempDir('credsync-archive-');
-  fixtures.push({ url: '', cleanup: () => d.remove() });
-  return d.path;
-};
+const { fresh, work: workDir } = fixtureScope('credsync-archive-');
 
 async function backup(from: string, out: string): Promise<Record<string, unknown>> {
   const io = captureIo();

@@ -10,23 +10,11 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CLI, assertBuilt, cleanEnv, processGroup, NEUTRAL_CWD } from '../support/daemon.js';
 import { STORE_KINDS, listing, sampleItems, seed, snapshot, type StoreFixture } from './fixtures.js';
+import { fixtureScope } from './fixtures.js';
 import { tempDir } from '../support/tmp.js';
 
 const procs = processGroup('each');
-const fixtures: StoreFixture[] = [];
-afterEach(async () => {
-  for (const f of fixtures.splice(0)) await f.cleanup();
-});
-const fresh = async (kind: (typeof STORE_KINDS)[number]): Promise<string> => {
-  const f = await kind.make();
-  fixtures.push(f);
-  return f.url;
-};
-const work = async (): Promise<string> => {
-  const d = await tempDir('credsync-cli-ops-');
-  fixtures.push({ url: '', cleanup: () => d.remove() });
-  return d.path;
-};
+const { fresh, work } = fixtureScope('credsync-cli-ops-');
 const cli = (args: string[]) => procs.cli(args, { cwd: NEUTRAL_CWD, timeoutMs: 60_000 });
 
 describe('operator commands: help and usage', () => {

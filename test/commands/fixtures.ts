@@ -4,7 +4,7 @@
  * entry in STORE_KINDS (S3: an `s3://bucket/<fresh prefix>?endpoint=…` from `inject('s3Url')` with
  * OBJECTSTORE_ACCESS_KEY/SECRET_KEY in process.env; Git: `git+file://<fresh bare repo>`).
  */
-import { inject } from 'vitest';
+import { afterEach, inject } from 'vitest';
 import { pino } from 'pino';
 import { pathToFileURL } from 'node:url';
 import { join } from 'node:path';
@@ -145,4 +145,27 @@ export function sampleItems(n: number): Record<Key, string> {
     items[`auths/${id}`] = JSON.stringify({ z: i, type: 'claude', email: `user${i}@example.com`, refresh_token: `rt-${i}`, note: 'ü✓', a: { y: 1, b: [3, 2, 1] } }, null, i % 2 ? 2 : 0);
   }
   return items;
+}
+
+/**
+ * Fresh stores and work directories for one test file, cleaned up after each test: `fresh(kind)` gives
+ * a new store of that kind and returns its URL, `work()` a temp directory.
+ */
+export function fixtureScope(prefix = 'credsync-ops-'): { fresh(kind: StoreKind): Promise<string>; work(): Promise<string> } {
+  const made: StoreFixture[] = [];
+  afterEach(async () => {
+    for (const f of made.splice(0)) await f.cleanup();
+  });
+  return {
+    async fresh(kind) {
+      const f = await kind.make();
+      made.push(f);
+      return f.url;
+    },
+    async work() {
+      const d = await tempDir(prefix);
+      made.push({ url: '', cleanup: () => d.remove() });
+      return d.path;
+    },
+  };
 }

@@ -6,17 +6,10 @@ import { runMigrate } from '../../src/commands/migrate.js';
 import { GuardError, ConfigError } from '../../src/core/errors.js';
 import { parseDeleteLimit } from '../../src/engine/guard.js';
 import { STORE_KINDS, captureIo, deps, listing, readItem, sampleItems, seed, snapshot, type StoreFixture } from './fixtures.js';
+import { fixtureScope } from './fixtures.js';
 import { tempDir } from '../support/tmp.js';
 
-const fixtures: StoreFixture[] = [];
-afterEach(async () => {
-  for (const f of fixtures.splice(0)) await f.cleanup();
-});
-const fresh = async (kind: (typeof STORE_KINDS)[number]): Promise<string> => {
-  const f = await kind.make();
-  fixtures.push(f);
-  return f.url;
-};
+const { fresh, work } = fixtureScope('credsync-migrate-');
 
 interface MigrateJson {
   exitCode: number;
@@ -153,8 +146,7 @@ describe('migrate sources', () => {
   });
 
   it('imports a plain CLIProxyAPI file deployment (flat auth dir + config.yaml)', async () => {
-    const d = await tempDir('credsync-cliproxy-');
-    fixtures.push({ url: '', cleanup: () => d.remove() });
+    const d = { path: await work() };
     const auth = join(d.path, 'auths');
     await mkdir(auth);
     await writeFile(join(auth, 'claude-a@b.com.json'), '{"type":"claude","email":"a@b.com"}');
