@@ -318,7 +318,7 @@ describe.skipIf(!pgUrl)(`no lost update under concurrency or crashes (issue 8 it
 
     const v = await judge(sql, ns.schema, mirrors, keys, audit);
     console.log(
-      `[lost-updates three daemons] writes=${v.writes} replaced-in-mirror=${v.replaced} (reached store ${v.replacedReachedStore}, kept ${v.replacedKept}, superseded ${v.replacedSupersededOnly}); copies kept under conflicts/=${v.keptTotal}; conflicts logged=${daemons.map((d) => d.messages().filter((m) => /^conflict /.test(m)).length).join('/')}`,
+      `[lost-updates three daemons] writes=${v.writes} replaced-in-mirror=${v.replaced} (reached store ${v.replacedReachedStore}, kept ${v.replacedKept}, superseded ${v.replacedSupersededOnly}); copies kept under conflicts/=${v.keptTotal}; conflicts logged=${daemons.map((d) => d.messages().filter((m) => /^conflict /.test(m)).length).join('/')}; late local writes caught after the rename=${daemons.map((d) => d.messages().filter((m) => /landed while the pulled copy was written/.test(m)).length).join('/')}`,
     );
     expect(v.problems, v.problems.join('\n')).toEqual([]);
     for (const d of daemons) expect(d.running, `${d.name} still running`).toBe(true);
