@@ -151,7 +151,7 @@ export class Executor {
       const check = await this.localStillAsPlanned(p);
       if (!check.same) return 'replan';
     }
-    const w = await this.d.mirror.write(p.key, item.data, side.hash, p.localId);
+    const w = await this.d.mirror.write(p.key, item.data, side.hash, p.localId, p.local.kind === 'valid' ? p.local.hash : undefined);
     if (w.status === 'changed') {
       this.d.log.debug({ key: p.key }, `pull ${p.key}: the local file changed since planning; re-planning`);
       return 'replan';
@@ -264,7 +264,7 @@ export class Executor {
           if (!check.same) return 'replan';
         }
         // Removes only the file planned against: one written meanwhile is left in place and re-planned.
-        if ((await this.d.mirror.remove(p.key, p.localId)) === 'changed') return 'replan';
+        if ((await this.d.mirror.remove(p.key, p.localId, p.local.kind === 'valid' ? p.local.hash : undefined)) === 'changed') return 'replan';
         this.d.localDeletes.record([p.key]);
         state.dropBase(p.key);
         state.clearPending(p.key);

@@ -235,13 +235,22 @@ export type GuardedWriteResult =
  *    with `expected` (ino, size, mtime; the link itself bumps ctime). When it differs, a write landed
  *    between the check and the link: it is returned as `replaced`.
  *
+ * With `verify`, the replaced file's content is checked as well (an identity can repeat: see
+ * GuardedWriteOptions.verify), which also catches an in-place rewrite of the same size within one tick.
+ *
  * What remains unobservable is a rename by another process between the `link` and the `rename` — two
- * consecutive system calls (microseconds); no portable call lets a process swap a file in and get the
- * replaced one back atomically (Linux's renameat2(RENAME_EXCHANGE) is not exposed by Node).
- * An in-place rewrite (not tmp+rename) within one kernel timestamp tick and of the same size is not
- * seen by any identity check either.
+ * consecutive system calls (tens of µs, more if the process is preempted between them); no call Node
+ * offers lets a process swap a file in and get the replaced one back atomically (Linux's
+ * renameat2(RENAME_EXCHANGE) is not exposed).
  */
 export interface GuardedWriteOptions extends DurabilityOptions {
+  /**
+   * Checks the bytes of the file that was replaced when its identity matched `expected`. Identity alone
+   * can be fooled: ext4 hands a just-freed inode number to the next new file, and mtime/ctime move in
+   * kernel ticks (1–4 ms), so a rewrite of the same size within one tick can carry the very identity
+   * planned against. When `verify` returns false, the replaced file is reported as `replaced`.
+   */
+  readonly verify?: (replaced: Buffer) => boolean;
   /** Called synchronously right after the identity check, before the link/rename (tests use it to land a write in that instant). */
   readonly afterCheck?: () => void;
 }
@@ -322,6 +331,9 @@ export async function guardedWrite(path: string, data: Uint8Array, expected: Fil
     if (!same) {
       const replaced = await readRegular(keep, { maxBytes: Number.MAX_SAFE_INTEGER }).catch(() => null);
       result = { status: 'replaced', identity, replaced };
+    } else if (o.verify) {
+      const replaced = await readRegular(keep, { maxBytes: Number.MAX_SAFE_INTEGER }).catch(() => null);
+      if (replaced === null || !o.verify(replaced)) result = { status: 'replaced', identity, replaced };
     }
     await unlink(keep).catch(() => {});
   }
@@ -340,7 +352,7 @@ export type GuardedRemoveResult = { readonly status: 'removed' } | { readonly st
  * renamed to a private temp-style name (atomic: whatever was there moves), its identity compared, and a
  * different file is put back (by link, so a newer one written meanwhile is never replaced).
  */
-export async function guardedRemove(path: string, expected: FileIdentity, o: DurabilityOptions = {}): Promise<GuardedRemoveResult> {
+export async function guardedRemove(path: string, expected: FileIdentity, o: DurabilityOptions & Pick<GuardedWriteOptions, 'verify'> = {}): Promise<GuardedRemoveResult> {
   const dir = dirname(path);
   const now = identityNowSync(path);
   if (now === null) return { status: 'removed' };
@@ -354,7 +366,8 @@ export async function guardedRemove(path: string, expected: FileIdentity, o: Dur
   }
   const k = lstatSync(keep, { bigint: true, throwIfNoEntry: false });
   // The rename bumps ctime: compare the rest.
-  const same = k !== undefined && k.ino === expected.ino && k.size === expected.size && k.mtimeNs === expected.mtimeNs;
+  let same = k !== undefined && k.ino === expected.ino && k.size === expected.size && k.mtimeNs === expected.mtimeNs;
+  if (same && o.verify) same = o.verify(await readRegular(keep, { maxBytes: Number.MAX_SAFE_INTEGER }).catch(() => Buffer.alloc(0)));
   if (!same) {
     try {
       linkSync(keep, path);

@@ -202,9 +202,10 @@ export class Mirror {
    *
    * `expected` (the identity observed when planning, `identityOfState`; null: absent) guards the write:
    * it replaces only that file (see `guardedWrite` for the protocol and its one remaining window).
-   * Without it (undefined) the write is unconditional.
+   * `expectedHash`, the content hash planned against, is checked on the replaced file as well, since an
+   * identity can repeat (inode reuse within one timestamp tick). Without `expected` the write is unconditional.
    */
-  async write(key: Key, data: Uint8Array, hash: string, expected?: FileIdentity | null): Promise<MirrorWriteResult> {
+  async write(key: Key, data: Uint8Array, hash: string, expected?: FileIdentity | null, expectedHash?: string): Promise<MirrorWriteResult> {
     if (expected === undefined) {
       await this.tree.write(key, data, { syncDir: false });
       this.dirsToSync.add(dirname(this.tree.pathOf(key)));
@@ -212,7 +213,8 @@ export class Mirror {
       if (st) this.cache.set(key, { sig: sigOf(st), state: withIdentity({ present: true, valid: true, hash }, identityOf(st)) });
       return { status: 'written', identity: st ? identityOf(st) : null };
     }
-    const r = await this.tree.writeGuarded(key, data, expected, { syncDir: false });
+    // The replaced file's content is checked too when the caller knows what it planned against (see GuardedWriteOptions.verify).
+    const r = await this.tree.writeGuarded(key, data, expected, { syncDir: false, verify: this.verifier(key, expectedHash) });
     if (r.status === 'changed') return r;
     this.dirsToSync.add(dirname(this.tree.pathOf(key)));
     if (r.identity) this.cache.set(key, { sig: sigOfId(r.identity), state: withIdentity({ present: true, valid: true, hash }, r.identity) });
@@ -224,15 +226,23 @@ export class Mirror {
    * Removes a key's file. With `expected` (its identity when planned), only that file is removed:
    * `changed` when another one is there now (left in place).
    */
-  async remove(key: Key, expected?: FileIdentity | null): Promise<'removed' | 'changed'> {
+  async remove(key: Key, expected?: FileIdentity | null, expectedHash?: string): Promise<'removed' | 'changed'> {
     this.cache.delete(key);
     if (expected === undefined || expected === null) {
       if (await this.tree.remove(key, { syncDir: false })) this.dirsToSync.add(dirname(this.tree.pathOf(key)));
       return 'removed';
     }
-    const r = await this.tree.removeGuarded(key, expected, { syncDir: false });
+    const r = await this.tree.removeGuarded(key, expected, { syncDir: false, verify: this.verifier(key, expectedHash) });
     this.dirsToSync.add(dirname(this.tree.pathOf(key)));
     return r.status;
+  }
+
+  private verifier(key: Key, expectedHash: string | undefined): ((b: Buffer) => boolean) | undefined {
+    if (expectedHash === undefined) return undefined;
+    return (b) => {
+      const v = validateContent(key, b);
+      return v.ok && v.hash === expectedHash;
+    };
   }
 
   /** Makes the renames and removals of `write`/`remove` durable: fsyncs each touched directory once. */

@@ -105,6 +105,25 @@ describe('guardedWrite: no newer local write replaced by a pull', () => {
   });
 });
 
+describe('guardedWrite: an identity that repeats', () => {
+  it('the replaced file is also checked by content: a rewrite carrying the planned identity (inode reuse within one tick) is handed back', async () => {
+    const d = await tempDir();
+    try {
+      const p = join(d.path, 'a.json');
+      await atomicWrite(p, Buffer.from('{"n":3}'));
+      // What ext4 can produce: the planned file's inode number reused by a newer file of the same size
+      // within one timestamp tick — the identity matches although the content is not what was planned.
+      const r = await guardedWrite(p, Buffer.from('{"n":2}'), await idOf(p), { verify: (b) => b.toString() === '{"n":1}' });
+      expect(r.status).toBe('replaced');
+      if (r.status === 'replaced') expect(r.replaced?.toString()).toBe('{"n":3}');
+      const ok = await guardedWrite(p, Buffer.from('{"n":4}'), await idOf(p), { verify: (b) => b.toString() === '{"n":2}' });
+      expect(ok.status).toBe('written');
+    } finally {
+      await d.remove();
+    }
+  });
+});
+
 describe('guardedRemove: a deletion from the store never removes a newer local write', () => {
   it('removes the file planned against, leaves a newer one in place', async () => {
     const d = await tempDir();
