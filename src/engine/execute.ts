@@ -3,9 +3,11 @@ import { ConflictError, InvalidKeyError, ItemRejectedError, StoreConfigError, St
 import { keyKind, type Key } from '../core/keys.js';
 import { forEachLimit } from '../core/limit.js';
 import type { Item, Store } from '../core/store.js';
-import type { Mirror } from '../mirror/mirror.js';
+import type { FileIdentity, Mirror } from '../mirror/mirror.js';
 import { resolveConflict, type ConflictPolicy } from './conflict.js';
 import type { DeleteWindow } from './guard.js';
+import { validateContent } from '../core/canonical.js';
+import { decide } from './decide.js';
 import { judgeItem, localSide, type Plan } from './plan.js';
 import type { Rejections } from './rejections.js';
 import type { BaseEntry, StateFile } from './state.js';
@@ -61,6 +63,7 @@ export class Executor {
     const { log, state } = this.d;
     let p: Plan | undefined = plan;
     for (let attempt = 0; p; attempt++) {
+      this.recognisePushed(p, mode, report);
       try {
         const r = await this.execute(p, mode, report, since);
         if (r === 'done') return;
@@ -94,6 +97,37 @@ export class Executor {
     }
   }
 
+  /**
+   * A push whose outcome was never recorded (a crash between sending it and saving the base, or an
+   * outage that cut the answer) left an intent: when the store now holds exactly the content pushed,
+   * that is our own push — the base becomes (that hash, the store's version) and the key is re-decided,
+   * so a newer local write is pushed instead of losing a "conflict" against its own older push.
+   * Either way the key's open intents are judged now and dropped (once the base is saved).
+   */
+  private recognisePushed(p: Plan, mode: SyncMode, report: ReconcileReport): void {
+    const { state, log } = this.d;
+    const intents = state.openIntents(p.key);
+    if (intents.length === 0) return;
+    state.resolveIntents(p.key);
+    if (p.remote.kind !== 'valid' || !p.remoteVersion) return;
+    const hash = p.remote.hash;
+    if (!intents.some((i) => i.hash === hash)) return;
+    if (p.base?.hash === hash && p.base.version === p.remoteVersion) return;
+    const base = { hash, version: p.remoteVersion };
+    state.setBase(p.key, base);
+    log.info({ key: p.key, version: p.remoteVersion }, `push ${p.key}: the store holds our interrupted push; recorded as synced`);
+    if (p.action !== 'conflict' && p.action !== 'pull' && p.action !== 'push') return;
+    const action = decide(p.local, p.remote, base);
+    p.base = base;
+    if (action === 'delete-store' || action === 'delete-local') return; // deletions stay with the guarded table (edit beats delete)
+    if ((mode === 'pull' && action === 'push') || (mode === 'push' && action === 'pull')) {
+      p.action = 'held';
+      report.held.push({ key: p.key, action, reason: `local change not pushed (${mode} only)`, guard: false });
+      return;
+    }
+    p.action = action;
+  }
+
   private async fetchItem(p: Plan): Promise<Item | null> {
     if (p.storeItem) return p.storeItem;
     const item = await this.d.store.get(p.key);
@@ -109,7 +143,7 @@ export class Executor {
     return { same, data, hash: now.kind === 'valid' ? now.hash : undefined };
   }
 
-  private async doPull(p: Plan, report: ReconcileReport, since?: number): Promise<'done' | 'replan'> {
+  private async doPull(p: Plan, mode: SyncMode, report: ReconcileReport, since?: number): Promise<'done' | 'replan'> {
     const item = await this.fetchItem(p);
     if (!item) return 'replan';
     const side = judgeItem(item, this.d.maxItemBytes);
@@ -117,17 +151,75 @@ export class Executor {
       if (side.kind === 'invalid') this.d.rejections.add({ key: p.key, source: 'store', reason: side.reason });
       return 'done';
     }
-    const check = await this.localStillAsPlanned(p);
-    if (!check.same) return 'replan';
-    await this.d.mirror.write(p.key, item.data, side.hash);
-    return this.synced('pull', p.key, { hash: side.hash, version: item.version }, report, since);
+    if (p.localId === undefined) {
+      // Planned without the file's identity: the old check (read, compare) before an unconditional write.
+      const check = await this.localStillAsPlanned(p);
+      if (!check.same) return 'replan';
+    }
+    const w = await this.d.mirror.write(p.key, item.data, side.hash, p.localId, p.local.kind === 'valid' ? p.local.hash : undefined);
+    if (w.status === 'changed') {
+      this.d.log.debug({ key: p.key }, `pull ${p.key}: the local file changed since planning; re-planning`);
+      return 'replan';
+    }
+    this.synced('pull', p.key, { hash: side.hash, version: item.version }, report, since);
+    if (w.status === 'replaced') return this.replacedLocalWrite(p, mode, item, w.replaced, w.identity, report);
+    return 'done';
+  }
+
+  /**
+   * A pull replaced a local write that landed after the last check (the proxy wrote in the last
+   * instant). It is never dropped: kept under conflicts/, then re-decided by the policy against the
+   * copy just pulled; when it wins, it is written back (replacing only our own write) and the key is
+   * re-planned, which pushes it.
+   */
+  private async replacedLocalWrite(p: Plan, mode: SyncMode, item: Item, replaced: Uint8Array | null, written: FileIdentity | null, report: ReconcileReport): Promise<'done' | 'replan'> {
+    const { log, mirror, observer } = this.d;
+    if (!replaced) {
+      log.warn({ key: p.key }, `pull ${p.key}: a local write landed while the pulled copy was written and could not be read back; re-planning`);
+      return 'replan';
+    }
+    const v = validateContent(p.key, replaced);
+    if (v.ok && p.local.kind === 'valid' && v.hash === p.local.hash) return 'done';
+    if (v.ok && p.remote.kind === 'valid' && v.hash === p.remote.hash) return 'done';
+    const keptAt = await mirror.keepConflict(p.key, 'local', replaced);
+    if (!v.ok) {
+      log.warn({ key: p.key, keptAt }, `pull ${p.key}: replaced a local write that was not valid (${v.reason}); it is kept at ${keptAt}`);
+      return 'done';
+    }
+    const verdict = resolveConflict(p.key, this.d.conflictPolicy, replaced, item.data);
+    report.conflicts.push({ key: p.key, winner: verdict.winner, why: verdict.why, keptAt });
+    observer?.conflict(keyKind(p.key));
+    log.warn(
+      { key: p.key, winner: verdict.winner, why: verdict.why, keptAt },
+      `conflict ${p.key}: a local write landed while the pulled copy was written; ${verdict.winner} copy wins (${verdict.why}); the local copy is kept at ${keptAt}`,
+    );
+    if (verdict.winner === 'store') return 'done';
+    if (mode === 'pull') {
+      report.held.push({ key: p.key, action: 'conflict', reason: `conflict: local copy wins (${verdict.why}) but this run is pull only; it is kept at ${keptAt}`, guard: false });
+      return 'done';
+    }
+    // Written back only over our own write; a newer local write there already wins as it is.
+    if (written) await mirror.write(p.key, replaced, v.hash, written);
+    return 'replan';
   }
 
   private async doPush(p: Plan, report: ReconcileReport, since?: number): Promise<'done' | 'replan'> {
     const check = await this.localStillAsPlanned(p);
     if (!check.same || !check.data || !check.hash) return 'replan';
-    const entry = await this.d.store.put(p.key, check.data, { ifVersion: p.remote.kind === 'absent' ? null : (p.remoteVersion ?? null) });
-    return this.synced('push', p.key, { hash: check.hash, version: entry.version }, report, since);
+    const ifVersion = p.remote.kind === 'absent' ? null : (p.remoteVersion ?? null);
+    // Write-ahead: a crash after the put and before the base is saved must not make our own push look like someone else's.
+    await this.d.state.recordIntent(p.key, check.hash, ifVersion);
+    let entry;
+    try {
+      entry = await this.d.store.put(p.key, check.data, { ifVersion });
+    } catch (err) {
+      // Refused for sure (CAS, item, key, configuration): the push did not land. An outage leaves the outcome unknown: the intent stays.
+      if (!isOutage(err)) this.d.state.resolveIntents(p.key);
+      throw err;
+    }
+    this.synced('push', p.key, { hash: check.hash, version: entry.version }, report, since);
+    this.d.state.resolveIntents(p.key);
+    return 'done';
   }
 
   /** Records a pull or push that just happened: new base, queue and rejection cleared, counted, logged. */
@@ -157,7 +249,7 @@ export class Executor {
         rejections.clear(p.key);
         return 'done';
       case 'pull':
-        return this.doPull(p, report, since);
+        return this.doPull(p, mode, report, since);
       case 'push':
         if (p.remote.kind === 'invalid') rejections.clear(p.key);
         return this.doPush(p, report, since);
@@ -172,9 +264,12 @@ export class Executor {
         return 'done';
       }
       case 'delete-local': {
-        const check = await this.localStillAsPlanned(p);
-        if (!check.same) return 'replan';
-        await this.d.mirror.remove(p.key);
+        if (p.localId === undefined) {
+          const check = await this.localStillAsPlanned(p);
+          if (!check.same) return 'replan';
+        }
+        // Removes only the file planned against: one written meanwhile is left in place and re-planned.
+        if ((await this.d.mirror.remove(p.key, p.localId, p.local.kind === 'valid' ? p.local.hash : undefined)) === 'changed') return 'replan';
         this.d.localDeletes.record([p.key]);
         state.dropBase(p.key);
         state.clearPending(p.key);
@@ -197,7 +292,7 @@ export class Executor {
         observer?.conflict(kind);
         log.warn({ key: p.key, winner: verdict.winner, why: verdict.why, keptAt }, `conflict ${p.key}: ${verdict.winner} copy wins (${verdict.why}); the other copy is kept at ${keptAt}`);
         p.action = verdict.winner === 'local' ? 'push' : 'pull';
-        return verdict.winner === 'local' ? this.doPush(p, report, since) : this.doPull(p, report, since);
+        return verdict.winner === 'local' ? this.doPush(p, report, since) : this.doPull(p, mode, report, since);
       }
       case 'reject-local':
         if (p.local.kind === 'invalid') rejections.add({ key: p.key, source: 'local', reason: p.local.reason });

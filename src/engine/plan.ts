@@ -1,7 +1,7 @@
 import { validateContent } from '../core/canonical.js';
 import { keyProblem, type Key } from '../core/keys.js';
 import type { Entry, Item } from '../core/store.js';
-import type { LocalState } from '../mirror/mirror.js';
+import type { FileIdentity, LocalState } from '../mirror/mirror.js';
 import { decide, type Action, type Side } from './decide.js';
 import type { BaseEntry } from './state.js';
 
@@ -18,6 +18,11 @@ export interface Plan {
   /** Store version observed when planning (CAS precondition); undefined when absent. */
   remoteVersion?: string;
   base?: BaseEntry;
+  /**
+   * Identity of the local file as judged when planning (null: absent; undefined: unknown). A write or
+   * removal in the mirror replaces only that file (see `Mirror.write`).
+   */
+  localId?: FileIdentity | null;
   storeItem?: Item;
   /** Why a guard or the mode changed the action, for the report. */
   note?: string;
@@ -74,7 +79,7 @@ export function planKey(key: Key, local: LocalState, r: RemoteView, base: BaseEn
   const remote = remoteSide(key, r, base, maxBytes);
   const l = localSide(local);
   const remoteVersion = r.item?.version ?? r.entry?.version;
-  return { key, action: decide(l, remote, base), local: l, remote, remoteVersion, base, storeItem: r.item ?? undefined };
+  return { key, action: decide(l, remote, base), local: l, remote, remoteVersion, base, localId: local.present ? local.id : null, storeItem: r.item ?? undefined };
 }
 
 /** Listed items whose hash neither the listing nor the base tells: they must be read before planning. */

@@ -1,5 +1,5 @@
 import { open, rename, unlink, mkdir, chmod, type FileHandle } from 'node:fs/promises';
-import { constants } from 'node:fs';
+import { constants, linkSync, lstatSync, renameSync, statSync, unlinkSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { dirname, join } from 'node:path';
 
@@ -8,6 +8,9 @@ export const DIR_MODE = 0o700;
 /** Temp files start with this and end in `.tmp`: the proxy only loads `*.json` / `config.yaml`. */
 export const TEMP_PREFIX = '.credsync-';
 export const TEMP_SUFFIX = '.tmp';
+
+/** A fresh temp-style name in `dir` (the proxy, the scanner and the watcher ignore such names). */
+const tempPathIn = (dir: string): string => join(dir, `${TEMP_PREFIX}${randomBytes(6).toString('hex')}${TEMP_SUFFIX}`);
 
 export function isTempName(name: string): boolean {
   return name.startsWith(TEMP_PREFIX) && name.endsWith(TEMP_SUFFIX);
@@ -43,7 +46,7 @@ export interface DurabilityOptions {
 export async function atomicWrite(path: string, data: Uint8Array, o: DurabilityOptions = {}): Promise<void> {
   const dir = dirname(path);
   await ensureDir(dir);
-  const tmp = join(dir, `${TEMP_PREFIX}${randomBytes(6).toString('hex')}${TEMP_SUFFIX}`);
+  const tmp = tempPathIn(dir);
   const fh = await open(tmp, 'wx', FILE_MODE);
   try {
     try {
@@ -170,4 +173,212 @@ export async function readNoFollow(path: string, maxBytes = DEFAULT_MAX_ITEM_BYT
 
 export async function tightenMode(path: string, mode: number): Promise<void> {
   await chmod(path, mode).catch(() => {});
+}
+
+// ------------------------------------------------------------------ guarded replace
+
+/**
+ * What identifies one version of a file without reading it: inode, size, mtime and ctime in ns.
+ * A rename over the path gives a new inode; an in-place rewrite changes mtime/ctime (and usually size).
+ */
+export interface FileIdentity {
+  readonly ino: bigint;
+  readonly size: bigint;
+  readonly mtimeNs: bigint;
+  readonly ctimeNs: bigint;
+}
+
+export function identityOf(st: { ino: bigint; size: bigint; mtimeNs: bigint; ctimeNs: bigint }): FileIdentity {
+  return { ino: st.ino, size: st.size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs };
+}
+
+export function sameIdentity(a: FileIdentity | null, b: FileIdentity | null): boolean {
+  if (a === null || b === null) return a === b;
+  return a.ino === b.ino && a.size === b.size && a.mtimeNs === b.mtimeNs && a.ctimeNs === b.ctimeNs;
+}
+
+/** Identity of what is at `path` now (a symlink is judged by its target, as a read would see it); null when absent. Synchronous on purpose. */
+export function identityNowSync(path: string): FileIdentity | null {
+  const l = lstatSync(path, { bigint: true, throwIfNoEntry: false });
+  if (!l) return null;
+  if (!l.isSymbolicLink()) return identityOf(l);
+  const s = statSync(path, { bigint: true, throwIfNoEntry: false });
+  return s ? identityOf(s) : identityOf(l);
+}
+
+/**
+ * The outcome of `guardedWrite`:
+ * - `written`: the target was what the caller planned against and now holds `data`;
+ * - `changed`: the target no longer matched the expected identity right before the rename: nothing
+ *   was written (the caller re-plans);
+ * - `replaced`: `data` was written, but the file it replaced was not the one planned against (a write
+ *   landed in the last instant): its bytes are returned so the caller keeps and re-decides them.
+ *   `replaced` is null when that file could not be read back.
+ * `identity` is the written file's identity when it could be confirmed right after the rename.
+ */
+export type GuardedWriteResult =
+  | { readonly status: 'written'; readonly identity: FileIdentity | null }
+  | { readonly status: 'changed' }
+  | { readonly status: 'replaced'; readonly identity: FileIdentity | null; readonly replaced: Buffer | null };
+
+/**
+ * Atomic write that never silently replaces a file other than the one the caller planned against.
+ * `expected`: the target's identity observed when planning, or null for "absent".
+ *
+ * 1. The temp file is written, chmod 0600 and fsynced (the slow part) before anything is checked.
+ * 2. Then, synchronously (no await, so nothing of ours interleaves): the target's identity is compared
+ *    with `expected` — a mismatch unlinks the temp file and returns `changed`.
+ * 3. Target expected absent: the temp file is hard-linked to the target name, which fails if anything
+ *    appeared meanwhile (exact: create-if-absent), then the temp name is removed.
+ *    Target expected present: the current target is hard-linked to a private temp-style name (which the
+ *    proxy and the watcher ignore), the temp file renamed over the target, and the linked inode compared
+ *    with `expected` (ino, size, mtime; the link itself bumps ctime). When it differs, a write landed
+ *    between the check and the link: it is returned as `replaced`.
+ *
+ * With `verify`, the replaced file's content is checked as well (an identity can repeat: see
+ * GuardedWriteOptions.verify), which also catches an in-place rewrite of the same size within one tick.
+ *
+ * What remains unobservable is a rename by another process between the `link` and the `rename` — two
+ * consecutive system calls (tens of µs, more if the process is preempted between them); no call Node
+ * offers lets a process swap a file in and get the replaced one back atomically (Linux's
+ * renameat2(RENAME_EXCHANGE) is not exposed).
+ */
+export interface GuardedWriteOptions extends DurabilityOptions {
+  /**
+   * Checks the bytes of the file that was replaced when its identity matched `expected`. Identity alone
+   * can be fooled: ext4 hands a just-freed inode number to the next new file, and mtime/ctime move in
+   * kernel ticks (1–4 ms), so a rewrite of the same size within one tick can carry the very identity
+   * planned against. When `verify` returns false, the replaced file is reported as `replaced`.
+   */
+  readonly verify?: (replaced: Buffer) => boolean;
+  /** Called synchronously right after the identity check, before the link/rename (tests use it to land a write in that instant). */
+  readonly afterCheck?: () => void;
+}
+
+export async function guardedWrite(path: string, data: Uint8Array, expected: FileIdentity | null, o: GuardedWriteOptions = {}): Promise<GuardedWriteResult> {
+  const dir = dirname(path);
+  await ensureDir(dir);
+  const tmp = tempPathIn(dir);
+  const fh = await open(tmp, 'wx', FILE_MODE);
+  let tmpIno: bigint;
+  try {
+    try {
+      await fh.writeFile(data);
+      await fh.chmod(FILE_MODE);
+      await fh.sync();
+      tmpIno = (await fh.stat({ bigint: true })).ino;
+    } finally {
+      await fh.close();
+    }
+  } catch (err) {
+    await unlink(tmp).catch(() => {});
+    throw err;
+  }
+  let keep: string | null = null;
+  // ---- synchronous from the check to the rename: the smallest window this process can give.
+  try {
+    if (!sameIdentity(identityNowSync(path), expected)) {
+      unlinkSync(tmp);
+      return { status: 'changed' };
+    }
+    o.afterCheck?.();
+    if (expected === null) {
+      try {
+        linkSync(tmp, path);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+        unlinkSync(tmp);
+        return { status: 'changed' };
+      }
+      unlinkSync(tmp);
+    } else {
+      const isLink = lstatSync(path, { throwIfNoEntry: false })?.isSymbolicLink() ?? false;
+      if (!isLink) {
+        keep = tempPathIn(dir);
+        try {
+          linkSync(path, keep);
+        } catch (err) {
+          keep = null;
+          if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+          unlinkSync(tmp);
+          return { status: 'changed' };
+        }
+      }
+      renameSync(tmp, path);
+    }
+  } catch (err) {
+    try {
+      unlinkSync(tmp);
+    } catch {
+      /* renamed or gone */
+    }
+    if (keep) {
+      try {
+        unlinkSync(keep);
+      } catch {
+        /* gone */
+      }
+    }
+    throw err;
+  }
+  // ---- the new file is in place.
+  const now = lstatSync(path, { bigint: true, throwIfNoEntry: false });
+  const identity = now && now.ino === tmpIno ? identityOf(now) : null;
+  let result: GuardedWriteResult = { status: 'written', identity };
+  if (keep) {
+    const k = lstatSync(keep, { bigint: true, throwIfNoEntry: false });
+    const same = k !== undefined && k.ino === expected!.ino && k.size === expected!.size && k.mtimeNs === expected!.mtimeNs;
+    if (!same) {
+      const replaced = await readRegular(keep, { maxBytes: Number.MAX_SAFE_INTEGER }).catch(() => null);
+      result = { status: 'replaced', identity, replaced };
+    } else if (o.verify) {
+      const replaced = await readRegular(keep, { maxBytes: Number.MAX_SAFE_INTEGER }).catch(() => null);
+      if (replaced === null || !o.verify(replaced)) result = { status: 'replaced', identity, replaced };
+    }
+    await unlink(keep).catch(() => {});
+  }
+  if (o.syncDir !== false) await fsyncDir(dir);
+  return result;
+}
+
+/**
+ * The outcome of `guardedRemove`: `removed` (the file planned against is gone, or it was already
+ * absent), or `changed` (the file at the path was not the one planned against: it is left in place).
+ */
+export type GuardedRemoveResult = { readonly status: 'removed' } | { readonly status: 'changed' };
+
+/**
+ * Removes `path` only if it is still the file identified by `expected` — exactly: the file is first
+ * renamed to a private temp-style name (atomic: whatever was there moves), its identity compared, and a
+ * different file is put back (by link, so a newer one written meanwhile is never replaced).
+ */
+export async function guardedRemove(path: string, expected: FileIdentity, o: DurabilityOptions & Pick<GuardedWriteOptions, 'verify'> = {}): Promise<GuardedRemoveResult> {
+  const dir = dirname(path);
+  const now = identityNowSync(path);
+  if (now === null) return { status: 'removed' };
+  if (!sameIdentity(now, expected)) return { status: 'changed' };
+  const keep = tempPathIn(dir);
+  try {
+    renameSync(path, keep);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { status: 'removed' };
+    throw err;
+  }
+  const k = lstatSync(keep, { bigint: true, throwIfNoEntry: false });
+  // The rename bumps ctime: compare the rest.
+  let same = k !== undefined && k.ino === expected.ino && k.size === expected.size && k.mtimeNs === expected.mtimeNs;
+  if (same && o.verify) same = o.verify(await readRegular(keep, { maxBytes: Number.MAX_SAFE_INTEGER }).catch(() => Buffer.alloc(0)));
+  if (!same) {
+    try {
+      linkSync(keep, path);
+    } catch (err) {
+      // EEXIST: an even newer file is there already; the one we moved is older than it.
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    await unlink(keep).catch(() => {});
+    return { status: 'changed' };
+  }
+  await unlink(keep);
+  if (o.syncDir !== false) await fsyncDir(dir).catch(() => {});
+  return { status: 'removed' };
 }

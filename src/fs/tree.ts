@@ -1,7 +1,7 @@
 import { lstat, readdir, realpath, stat } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
 import { validateKey, keyProblem, type Key, CONFIG_KEY, RESERVED_PREFIX, MAX_KEY_BYTES, AUTH_PREFIX } from '../core/keys.js';
-import { atomicWrite, ensureDir, FileRefusedError, fileKind, isTempName, readRegular, removeFile, type DurabilityOptions } from './atomic.js';
+import { atomicWrite, ensureDir, FileRefusedError, fileKind, guardedRemove, guardedWrite, isTempName, readRegular, removeFile, type DurabilityOptions, type FileIdentity, type GuardedRemoveResult, type GuardedWriteOptions, type GuardedWriteResult } from './atomic.js';
 import type { SkippedItem } from '../core/store.js';
 
 export interface TreeFile {
@@ -194,6 +194,20 @@ export class FileTree {
     const path = this.pathOf(key);
     await this.assertContained(key, path);
     await atomicWrite(path, data, o);
+  }
+
+  /** Atomic write that refuses to replace anything but the file identified by `expected` (null: absent). See `guardedWrite`. */
+  async writeGuarded(key: Key, data: Uint8Array, expected: FileIdentity | null, o?: GuardedWriteOptions): Promise<GuardedWriteResult> {
+    const path = this.pathOf(key);
+    await this.assertContained(key, path);
+    return guardedWrite(path, data, expected, o);
+  }
+
+  /** Removes `key` only if it is still the file identified by `expected`. See `guardedRemove`. */
+  async removeGuarded(key: Key, expected: FileIdentity, o?: DurabilityOptions & Pick<GuardedWriteOptions, 'verify'>): Promise<GuardedRemoveResult> {
+    const path = this.pathOf(key);
+    await this.assertContained(key, path);
+    return guardedRemove(path, expected, o);
   }
 
   /** Removes `key`; missing is success. Returns whether a file was removed. */

@@ -2,16 +2,45 @@ import { dirname, join } from 'node:path';
 import type { Key } from '../core/keys.js';
 import type { SkippedItem } from '../core/store.js';
 import { lstat } from 'node:fs/promises';
-import { atomicWrite, DEFAULT_MAX_ITEM_BYTES, ensureDir, FileRefusedError, fileKind, fsyncDir } from '../fs/atomic.js';
+import { atomicWrite, DEFAULT_MAX_ITEM_BYTES, ensureDir, FileRefusedError, fileKind, fsyncDir, identityOf, type FileIdentity } from '../fs/atomic.js';
 import { forEachLimit } from '../core/limit.js';
 import { validateContent } from '../core/canonical.js';
 import { errnoReason, FileTree, type FileTreeOptions, type TreeFile, type UnreadableDir } from '../fs/tree.js';
 
+export type { FileIdentity } from '../fs/atomic.js';
+
 /** What the mirror holds for one key. */
 export type LocalState =
   | { readonly present: false }
-  | { readonly present: true; readonly valid: true; readonly hash: string }
-  | { readonly present: true; readonly valid: false; readonly reason: string };
+  | { readonly present: true; readonly valid: true; readonly hash: string; readonly id?: FileIdentity }
+  | { readonly present: true; readonly valid: false; readonly reason: string; readonly id?: FileIdentity };
+
+/**
+ * The identity of the file a LocalState was judged from (stat before the read: a file changed after the
+ * stat only makes a later guarded write re-plan); null when absent; undefined when unknown.
+ */
+export function identityOfState(s: LocalState): FileIdentity | null | undefined {
+  return s.present ? s.id : null;
+}
+
+/**
+ * Attaches the identity as a non-enumerable property: it travels with the state to the planner but
+ * never into JSON (it holds bigints), logs, or structural comparisons of states.
+ */
+function withIdentity<T extends LocalState>(s: T, id: FileIdentity): T {
+  Object.defineProperty(s, 'id', { value: id, enumerable: false });
+  return s;
+}
+
+/**
+ * The outcome of a guarded mirror write: `written`; `changed` (nothing written: the file was no longer
+ * the one planned against — re-plan); `replaced` (written, but what it replaced was a newer local write:
+ * its bytes, to be kept and re-decided; null when they could not be read back).
+ */
+export type MirrorWriteResult =
+  | { readonly status: 'written'; readonly identity: FileIdentity | null }
+  | { readonly status: 'changed' }
+  | { readonly status: 'replaced'; readonly identity: FileIdentity | null; readonly replaced: Uint8Array | null };
 
 export interface MirrorScan {
   /**
@@ -52,6 +81,8 @@ interface CacheEntry {
 }
 
 const ABSENT: LocalState = { present: false };
+const sigOfId = (st: FileIdentity): string => `${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+const sigOf = (st: import('node:fs').BigIntStats): string => sigOfId(identityOf(st));
 /** File-system calls in flight during a scan: the thread pool, not the disk, is the limit. */
 const SCAN_PARALLEL = 32;
 
@@ -107,7 +138,7 @@ export class Mirror {
       return { state: ABSENT };
     }
     if (!st.isFile()) return this.unusable(key, `not a regular file (${fileKind(st)})`);
-    const sig = `${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+    const sig = sigOf(st);
     const cached = this.cache.get(key);
     if (!fresh && cached && cached.sig === sig) return { state: cached.state };
     let data: Uint8Array | null;
@@ -121,7 +152,8 @@ export class Mirror {
       return { state: ABSENT };
     }
     const v = validateContent(key, data);
-    const state: LocalState = v.ok ? { present: true, valid: true, hash: v.hash } : { present: true, valid: false, reason: v.reason };
+    const id = identityOf(st);
+    const state: LocalState = withIdentity(v.ok ? { present: true, valid: true, hash: v.hash } : { present: true, valid: false, reason: v.reason }, id);
     this.cache.set(key, { sig, state });
     return { state, data };
   }
@@ -167,17 +199,50 @@ export class Mirror {
   /**
    * Atomically writes content whose canonical hash the caller already knows. The directory is
    * fsynced by the next `flush()` (once per directory per pass, not once per file).
+   *
+   * `expected` (the identity observed when planning, `identityOfState`; null: absent) guards the write:
+   * it replaces only that file (see `guardedWrite` for the protocol and its one remaining window).
+   * `expectedHash`, the content hash planned against, is checked on the replaced file as well, since an
+   * identity can repeat (inode reuse within one timestamp tick). Without `expected` the write is unconditional.
    */
-  async write(key: Key, data: Uint8Array, hash: string): Promise<void> {
-    await this.tree.write(key, data, { syncDir: false });
+  async write(key: Key, data: Uint8Array, hash: string, expected?: FileIdentity | null, expectedHash?: string): Promise<MirrorWriteResult> {
+    if (expected === undefined) {
+      await this.tree.write(key, data, { syncDir: false });
+      this.dirsToSync.add(dirname(this.tree.pathOf(key)));
+      const st = await this.tree.statOf(key);
+      if (st) this.cache.set(key, { sig: sigOf(st), state: withIdentity({ present: true, valid: true, hash }, identityOf(st)) });
+      return { status: 'written', identity: st ? identityOf(st) : null };
+    }
+    // The replaced file's content is checked too when the caller knows what it planned against (see GuardedWriteOptions.verify).
+    const r = await this.tree.writeGuarded(key, data, expected, { syncDir: false, verify: this.verifier(key, expectedHash) });
+    if (r.status === 'changed') return r;
     this.dirsToSync.add(dirname(this.tree.pathOf(key)));
-    const st = await this.tree.statOf(key);
-    if (st) this.cache.set(key, { sig: `${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`, state: { present: true, valid: true, hash } });
+    if (r.identity) this.cache.set(key, { sig: sigOfId(r.identity), state: withIdentity({ present: true, valid: true, hash }, r.identity) });
+    else this.cache.delete(key);
+    return r;
   }
 
-  async remove(key: Key): Promise<void> {
-    if (await this.tree.remove(key, { syncDir: false })) this.dirsToSync.add(dirname(this.tree.pathOf(key)));
+  /**
+   * Removes a key's file. With `expected` (its identity when planned), only that file is removed:
+   * `changed` when another one is there now (left in place).
+   */
+  async remove(key: Key, expected?: FileIdentity | null, expectedHash?: string): Promise<'removed' | 'changed'> {
     this.cache.delete(key);
+    if (expected === undefined || expected === null) {
+      if (await this.tree.remove(key, { syncDir: false })) this.dirsToSync.add(dirname(this.tree.pathOf(key)));
+      return 'removed';
+    }
+    const r = await this.tree.removeGuarded(key, expected, { syncDir: false, verify: this.verifier(key, expectedHash) });
+    this.dirsToSync.add(dirname(this.tree.pathOf(key)));
+    return r.status;
+  }
+
+  private verifier(key: Key, expectedHash: string | undefined): ((b: Buffer) => boolean) | undefined {
+    if (expectedHash === undefined) return undefined;
+    return (b) => {
+      const v = validateContent(key, b);
+      return v.ok && v.hash === expectedHash;
+    };
   }
 
   /** Makes the renames and removals of `write`/`remove` durable: fsyncs each touched directory once. */
