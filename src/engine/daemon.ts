@@ -15,6 +15,8 @@ import type { EngineOptions } from './types.js';
  */
 /** A configuration error that appears after start-up is retried this slowly (it needs an operator). */
 const CONFIG_RETRY_MS = 60_000;
+/** The delete guard's sliding window (see DeleteWindow). */
+const GUARD_WINDOW_MS = 10_000;
 
 export class Daemon {
   private readonly log: Logger;
@@ -42,6 +44,7 @@ export class Daemon {
     r.onStoreUp = () => {
       this.backoffMs = this.o.backoffInitialMs ?? 500;
     };
+    r.onHeld = () => this.recheckHeld();
   }
 
   /** True once the first full reconcile has finished. */
@@ -195,6 +198,17 @@ export class Daemon {
   }
 
   private settleTimer: NodeJS.Timeout | null = null;
+  private heldTimer: NodeJS.Timeout | null = null;
+
+  /** A guard held deletions: reconcile again once its window (10 s) has passed, so they are not stuck until the next interval. */
+  private recheckHeld(): void {
+    if (!this.started || this.stopping || this.heldTimer) return;
+    this.heldTimer = setTimeout(() => {
+      this.heldTimer = null;
+      this.requestFull();
+    }, GUARD_WINDOW_MS + 500);
+    this.heldTimer.unref();
+  }
 
   /**
    * A directory of the mirror vanished or appeared: reconcile at once (files may have been written
@@ -240,6 +254,7 @@ export class Daemon {
     if (this.retryTimer) clearTimeout(this.retryTimer);
     if (this.intervalTimer) clearInterval(this.intervalTimer);
     if (this.settleTimer) clearTimeout(this.settleTimer);
+    if (this.heldTimer) clearTimeout(this.heldTimer);
     for (const r of this.keyRetry.values()) if (r.timer) clearTimeout(r.timer);
     this.retryTimer = null;
     await Promise.allSettled(this.stopWatchers.map((s) => s()));

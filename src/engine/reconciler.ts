@@ -39,6 +39,8 @@ export class Reconciler {
   announceRecovery = false;
   /** Called when the store answers again after being down. */
   onStoreUp: () => void = () => {};
+  /** Called after a pass in which a guard held something (the daemon re-checks later). */
+  onHeld: () => void = () => {};
   /** When the mirror's directories last vanished or appeared (set by the daemon's watcher). */
   structuralAt = -Infinity;
 
@@ -289,6 +291,9 @@ export class Reconciler {
     await this.o.mirror.flush();
     await this.state.save();
     this.o.observer?.pending(this.state.pendingKeys().length);
+    // Deletions a guard held (or that wait for the mirror to settle) are decided again once the
+    // guard's window has passed, not only at the next periodic reconcile.
+    if (report.held.some((h) => h.guard || /settles/.test(h.reason))) this.onHeld();
     const line = passLine(report);
     if (line) this.log.info({ pulled: report.pulled.length, pushed: report.pushed.length, deletedLocal: report.deletedLocal.length, deletedStore: report.deletedStore.length, conflicts: report.conflicts.length }, line);
   }
