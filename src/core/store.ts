@@ -19,6 +19,12 @@ export interface Entry {
 
 export interface Item extends Entry {
   readonly data: Uint8Array;
+  /**
+   * Set by a wrapper that could not read this item (encryption at rest: key id not configured, fails to
+   * authenticate): why. `data` is then a placeholder that never validates, so the item is never
+   * written to a mirror; the engine should report this reason rather than the placeholder's.
+   */
+  readonly rejected?: string;
 }
 
 /** A store object whose id is not a valid key: skipped and reported, never written to disk. */
