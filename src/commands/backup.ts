@@ -5,7 +5,7 @@ import { ConfigError } from '../core/errors.js';
 import type { Key } from '../core/keys.js';
 import { ARCHIVE_FORMAT, MANIFEST_NAME, Spool, writeArchiveFile, type Manifest, type ManifestItem } from './archive.js';
 import type { OperatorDeps } from './migrate.js';
-import type { EncryptionSettings } from '../stores/sealed/index.js';
+import type { EncryptionSettings } from '../stores/registry.js';
 import { chunks, openSide, readBatch, since, specOfUrl } from './operator.js';
 import { keyLines, plural, progress, type KeyNote } from './output.js';
 

@@ -12,7 +12,7 @@ import { isTempName, TEMP_PREFIX, TEMP_SUFFIX } from '../fs/atomic.js';
 import { Mirror } from '../mirror/mirror.js';
 import type { OperatorDeps } from './migrate.js';
 import { chunks, openSide, readBatch, since, type OpenedStore } from './operator.js';
-import { openItem, rejectionReason, type EncryptionSettings } from '../stores/sealed/index.js';
+import { openItem, rejectionReason, type EncryptionSettings } from '../stores/registry.js';
 
 export type CheckStatus = 'ok' | 'warn' | 'fail';
 

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { ConfigError } from '../core/errors.js';
 import type { StoreSpec } from '../config/store-spec.js';
-import type { EncryptionSettings } from '../stores/sealed/index.js';
+import type { EncryptionSettings } from '../stores/registry.js';
 import { parseDeleteLimit, type DeleteLimit } from '../engine/guard.js';
 import { copyCounts, copyExitCode, copyItems, formatCopy, type CopyMode, type CopySource } from './copy.js';
 import { openSide, sameStore, specOfUrl, since, type OpenedStore } from './operator.js';

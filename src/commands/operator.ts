@@ -9,7 +9,7 @@ import type { Key } from '../core/keys.js';
 import { forEachLimit } from '../core/limit.js';
 import type { Item, Store } from '../core/store.js';
 import { openStore } from '../stores/registry.js';
-import type { EncryptionSettings } from '../stores/sealed/index.js';
+import type { EncryptionSettings } from '../stores/registry.js';
 
 /**
  * What the operator commands (migrate, backup, restore, prune, doctor) share: opening a store named

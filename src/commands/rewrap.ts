@@ -3,7 +3,7 @@ import { ConfigError, ConflictError } from '../core/errors.js';
 import type { Key } from '../core/keys.js';
 import { forEachLimit } from '../core/limit.js';
 import type { Store } from '../core/store.js';
-import { openItem, rejectionReason, seal, type Classification, type EncryptionSettings } from '../stores/sealed/index.js';
+import { openItem, rejectionReason, seal, type Classification, type EncryptionSettings } from '../stores/registry.js';
 import type { OperatorDeps } from './migrate.js';
 import { chunks, openSide, readBatch, since, specOfUrl, WRITE_PARALLEL } from './operator.js';
 import { keyLines, plural, progress, type KeyNote } from './output.js';

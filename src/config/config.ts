@@ -8,7 +8,7 @@ import { describeUnknown, loadEnv, unknownVariables, type EnvLookup, type EnvVar
 import { parseDuration, parseSize } from './parse.js';
 import { secrets } from '../core/redact.js';
 import { secretsOf, specProblem } from '../stores/spec.js';
-import type { EncryptionSettings } from '../stores/sealed/index.js';
+import type { EncryptionSettings } from '../stores/registry.js';
 import { encryptionFromEnv } from './encryption.js';
 
 export { parseDuration } from './parse.js';

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { ConfigError } from '../core/errors.js';
 import { secrets } from '../core/redact.js';
-import { ENCRYPTION_MODES, KEY_BYTES, KID_PATTERN, type EncryptionMode, type EncryptionSettings, type SealKey } from '../stores/sealed/index.js';
+import { ENCRYPTION_MODES, KEY_BYTES, KID_PATTERN, type EncryptionMode, type EncryptionSettings, type SealKey } from '../stores/registry.js';
 import type { EnvLookup } from './env.js';
 
 const B64 = /^(?:[A-Za-z0-9+/]+={0,2}|[A-Za-z0-9_-]+={0,2})$/;

@@ -1,7 +1,7 @@
 import type { StoreSpec } from './spec.js';
 import { ConfigError } from '../core/errors.js';
 import type { Store, StoreContext } from '../core/store.js';
-import type { EncryptionSettings } from './sealed/index.js';
+import { createSealedStore, type EncryptionSettings } from './sealed/index.js';
 
 /**
  * Store spec → store instance. Concrete stores are loaded with dynamic `import()` so that, for
@@ -15,7 +15,6 @@ import type { EncryptionSettings } from './sealed/index.js';
 export async function openStore(spec: StoreSpec, ctx: StoreContext = {}, encryption?: EncryptionSettings): Promise<Store> {
   const inner = await openInner(spec, ctx);
   if (!encryption) return inner;
-  const { createSealedStore } = await import('./sealed/index.js');
   return createSealedStore(inner, encryption, ctx.log);
 }
 
@@ -42,3 +41,22 @@ async function openInner(spec: StoreSpec, ctx: StoreContext): Promise<Store> {
  */
 export { pgChannelFor, quoteIdent } from './postgres/schema.js';
 export { connectionConfig as pgConnectionOptions } from './postgres/settings.js';
+
+/**
+ * Encryption at rest for the commands and the configuration (`rewrap`, `doctor`, `backup --decrypt`,
+ * key parsing): the envelope and the key classification, without any store.
+ */
+export {
+  ENCRYPTION_MODES,
+  KEY_BYTES,
+  KID_PATTERN,
+  inspect,
+  openItem,
+  rejectionReason,
+  seal,
+  type Classification,
+  type EncryptionMode,
+  type EncryptionSettings,
+  type SealKey,
+  type SealedStore,
+} from './sealed/index.js';
