@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { processGroup, type Daemon } from '../../support/daemon.js';
-import { freshSchema, type FreshSchema } from '../../support/pg-server.js';
+import { freshSchema, quoteIdent, withAdmin, type FreshSchema } from '../../support/pg-server.js';
 import { tempDir } from '../../support/tmp.js';
 import { waitFor } from '../../support/wait.js';
 import { authPath, authRow, authRows, configPath, configRows, fileSig, logged, stderrTails, waitJson, writeAuth, writeConfig } from './helpers.js';
@@ -159,5 +159,23 @@ describe.skipIf(!pgUrl)(`encryption at rest with daemons on PostgreSQL${pgUrl ? 
     expect(row!.version).not.toBe(rowBefore!.version);
     expect(kidOf(row!.content)).toBe('k2');
     expect(logged(C, /not overwriting the stored item/).length + logged(C, /validate bulk-3\.json/).length).toBeGreaterThan(0);
+  });
+
+  it('a tampered row (one ciphertext byte flipped) never reaches a mirror: both keep their copy and say it does not decrypt', async () => {
+    dump();
+    const id = 'bulk-5.json';
+    const sigA = await fileSig(authPath(a, id));
+    const sigB = await fileSig(authPath(b, id));
+    const row = (await authRow(pgUrl, ns.schema, id))!;
+    const env = row.content as { ct: string };
+    const ct = Buffer.from(env.ct, 'base64url');
+    ct[ct.length - 20] = ct[ct.length - 20]! ^ 0x40;
+    await withAdmin(pgUrl, (sql) =>
+      sql.unsafe(`UPDATE ${quoteIdent(ns.schema)}.auth_store SET content = jsonb_set(content, '{ct}', to_jsonb($1::text)) WHERE id = $2`, [ct.toString('base64url'), id]),
+    );
+    onTestFailed(() => console.error([A!, B!].map((x) => x.lines.filter((l) => l.raw.includes('bulk-5')).map((l) => l.raw).join('\n')).join('\n---\n')));
+    for (const dmn of [A!, B!]) await dmn.waitForLog((l) => (l.json?.msg ?? '').startsWith(`decrypt auths/${id}: encrypted with key id k2 but does not decrypt`), 10_000);
+    expect(await fileSig(authPath(a, id))).toEqual(sigA);
+    expect(await fileSig(authPath(b, id))).toEqual(sigB);
   });
 });
