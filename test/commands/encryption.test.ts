@@ -56,7 +56,7 @@ async function census(url: string): Promise<Record<Key, string>> {
 
 /** key → plaintext canonical hash, read through the wrapper. */
 async function plainHashes(url: string, keys: readonly SealKey[]): Promise<Record<Key, string | null>> {
-  const side = await openSide(specOfUrl(url), undefined, { mode: 'on', keys });
+  const side = await openSide(specOfUrl(url), undefined, { mode: keys.length ? 'on' : 'off', keys });
   try {
     const { entries } = await side.store.list();
     const out: Record<Key, string | null> = {};
@@ -120,6 +120,19 @@ for (const kind of STORE_KINDS) {
       const l1 = await listing(url);
       expect(await runRewrap({ store: url, dryRun: false, json: true }, { ...deps(captureIo()), encryption: () => ({ mode: 'on', keys: [k2] }) })).toBe(0);
       expect(await listing(url)).toEqual(l1);
+    });
+
+    it('rewrap with CREDSYNC_ENCRYPTION=off and the keys still set decrypts every item in place', async (ctx) => {
+      const url = await make(ctx);
+      const k1 = mkKey('k1');
+      await sealedPut(url, { mode: 'on', keys: [k1] }, { 'auths/a.json': '{"v":1}', 'config/config.yaml': 'port: 2\n' });
+      await seed(url, { 'auths/p.json': '{"p":1}' });
+      const before = await plainHashes(url, [k1]);
+      const io = captureIo();
+      expect(await runRewrap({ store: url, dryRun: false, json: true }, { ...deps(io), encryption: () => ({ mode: 'off', keys: [k1] }) })).toBe(0);
+      expect(io.json<{ counts: Record<string, number> }>().counts).toMatchObject({ decrypted: 2, unchanged: 1 });
+      expect(await census(url)).toEqual({ 'auths/a.json': 'plain', 'auths/p.json': 'plain', 'config/config.yaml': 'plain' });
+      expect(await plainHashes(url, [])).toEqual(before);
     });
 
     it('rewrap while another writer changes an item: the newer content survives, under the new key', async (ctx) => {

@@ -96,6 +96,7 @@ export function createSealedStore(inner: Store, settings: EncryptionSettings, lo
   /** key → version this process could not read (guards writes over it). */
   const unreadable = new Map<Key, string>();
   const warned = new Map<Key, string>();
+  let announced = false;
 
   const open = (item: Item): Item => {
     const o = openItem(keys, item.key, item.data);
@@ -128,7 +129,14 @@ export function createSealedStore(inner: Store, settings: EncryptionSettings, lo
     },
     inner,
     settings,
-    init: (o?: InitOptions) => inner.init(o),
+    async init(o?: InitOptions): Promise<void> {
+      await inner.init(o);
+      if (!announced && (mode !== 'off' || keys.length)) {
+        announced = true;
+        const ids = keys.map((k) => k.kid);
+        log?.info({ encryption: mode, keyIds: ids }, `encryption at rest ${mode}${primary && mode !== 'off' ? `: writes sealed under key id ${primary.kid}` : ''}${ids.length ? `; decrypting key ids ${ids.join(', ')}` : ''}`);
+      }
+    },
     async list(): Promise<Listing> {
       const l = await inner.list();
       return { entries: l.entries.map(stripHash), skipped: l.skipped };
