@@ -239,3 +239,32 @@ for (const kind of STORE_KINDS) {
     });
   });
 }
+
+describe('envelope', () => {
+  it('authenticates exactly: a truncated tag, another IV, another item key or another key id never open', async () => {
+    const { seal, unseal } = await import('../../src/stores/sealed/index.js');
+    const k = key('k1');
+    const data = enc('{"refresh_token":"x"}');
+    const env = inspect(seal(k, 'auths/a.json', data));
+    if (env.state !== 'sealed') throw new Error('not sealed');
+    expect(text(unseal(k, 'auths/a.json', env.envelope)!)).toBe('{"refresh_token":"x"}');
+    const ct = Buffer.from(env.envelope.ct, 'base64url');
+    expect(unseal(k, 'auths/a.json', { ...env.envelope, ct: ct.subarray(0, ct.length - 4).toString('base64url') })).toBeNull();
+    expect(unseal(k, 'auths/a.json', { ...env.envelope, iv: randomBytes(12).toString('base64url') })).toBeNull();
+    expect(unseal(k, 'auths/b.json', env.envelope)).toBeNull();
+    expect(unseal({ kid: 'k2', key: k.key }, 'auths/a.json', { ...env.envelope, kid: 'k2' })).toBeNull();
+    // Two seals of the same plaintext differ (fresh IV), both open.
+    const again = inspect(seal(k, 'auths/a.json', data));
+    if (again.state !== 'sealed') throw new Error('not sealed');
+    expect(again.envelope.iv).not.toBe(env.envelope.iv);
+    expect(Buffer.from(env.envelope.iv, 'base64url').length).toBe(12);
+    expect(ct.length).toBe(data.length + 16);
+  });
+
+  it('an unknown format or algorithm is not read as plaintext', () => {
+    expect(inspect(enc('{"$credsync":"enc.v9","kid":"k"}')).state).toBe('malformed');
+    expect(inspect(enc('{"$credsync":"enc.v1","alg":"A128GCM","kid":"k","iv":"","ct":""}')).state).toBe('malformed');
+    expect(inspect(enc('{"a":"$credsync"}')).state).toBe('plain');
+    expect(inspect(enc('port: 1\n# "$credsync"\n')).state).toBe('plain');
+  });
+});
