@@ -31,6 +31,8 @@ interface ScenarioOptions {
   readonly keys: number;
   readonly updates: number;
   readonly debounce?: string;
+  /** Extra environment for both daemons (the encryption bench sets its keys here). */
+  readonly env?: Record<string, string>;
 }
 
 interface ScenarioResult {
@@ -51,7 +53,7 @@ interface ScenarioResult {
   readonly exitCodes: Array<number | null>;
 }
 
-async function scenario(ctx: BenchContext, o: ScenarioOptions): Promise<ScenarioResult> {
+export async function scenario(ctx: BenchContext, o: ScenarioOptions): Promise<ScenarioResult> {
   const { url } = ctx.pg;
   const schema = uniqueName('bench_prop');
   await createStoreSchema(ctx.admin, url, schema);
@@ -64,7 +66,7 @@ async function scenario(ctx: BenchContext, o: ScenarioOptions): Promise<Scenario
   await putConfig(ctx.admin, schema, SAMPLE_CONFIG);
   const dirA = await tempDir('prop-a');
   const dirB = await tempDir('prop-b');
-  const env = (dir: string): Record<string, string> => ({ ...pgEnv(url, schema, dir), ...(o.debounce ? { CREDSYNC_DEBOUNCE: o.debounce } : {}) });
+  const env = (dir: string): Record<string, string> => ({ ...pgEnv(url, schema, dir), ...(o.debounce ? { CREDSYNC_DEBOUNCE: o.debounce } : {}), ...o.env });
   ctx.log(`  ${o.name}: starting daemons A and B (store of ${o.population})`);
   const [a, b] = await Promise.all([Daemon.start('A', env(dirA.path)), Daemon.start('B', env(dirB.path))]);
   const authsA = join(dirA.path, 'auths');

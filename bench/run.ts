@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { backupBench } from './backup.js';
 import { burstBench } from './burst.js';
 import { coldStartBench } from './coldstart.js';
+import { encryptionBench } from './encryption.js';
 import { idleBench } from './idle.js';
 import { migrateBench } from './migrate.js';
 import { propagationBench } from './propagation.js';
@@ -18,7 +19,7 @@ import { assertBuilt, REPO_ROOT } from './lib/daemon.js';
 import { client, obtainPg, serverInfo } from './lib/pg.js';
 import { jsonFigure, renderResult, type Bench, type BenchResult } from './lib/report.js';
 
-const BENCHES: readonly Bench[] = [propagationBench, burstBench, coldStartBench, idleBench, migrateBench, backupBench];
+const BENCHES: readonly Bench[] = [propagationBench, burstBench, coldStartBench, idleBench, migrateBench, backupBench, encryptionBench];
 
 function usage(): string {
   return `usage: tsx bench/run.ts [--quick] [--list] [${BENCHES.map((b) => b.name).join('|')} ...]`;

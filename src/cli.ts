@@ -140,6 +140,8 @@ type OperatorOpts = {
   conflicts?: boolean;
   olderThan?: string;
   expect?: string;
+  encrypt?: boolean;
+  decrypt?: boolean;
 };
 
 /** Options shared by the operator commands. */
@@ -161,7 +163,11 @@ async function operatorDeps(opts: OperatorOpts, command: string): Promise<import
   let cached: Config | undefined;
   // The environment's store only when asked for (no --from/--to): then a missing store is an error, never the built-in default.
   const config = (): Config => (cached ??= resolveConfig(flags, { command }));
-  return { log, io: processIo(), envStore: () => config().store, localDir: () => config().localDir };
+  const { encryptionFromEnv } = await import('./config/encryption.js');
+  const { loadEnv } = await import('./config/env.js');
+  // Encryption settings come from the environment whatever --from/--to name (they are not the store's).
+  const encryption = (): ReturnType<typeof encryptionFromEnv> => encryptionFromEnv(loadEnv(process.cwd()), process.cwd());
+  return { log, io: processIo(), envStore: () => config().store, encryption, localDir: () => config().localDir };
 }
 
 function addOperatorCommands(program: Command, setCode: (code: number) => void): void {
@@ -174,13 +180,16 @@ function addOperatorCommands(program: Command, setCode: (code: number) => void):
     .addOption(modeOption('fill-missing'))
     .option('--dry-run', 'print the plan per key; change nothing')
     .option('--max-delete <limit>', 'mirror mode: most target items it may delete, 50% or a count (default 50%)')
+    .option('--encrypt', 'write the target encrypted under the primary key of CREDSYNC_ENCRYPTION_KEYS (the source is decrypted if it is encrypted)')
+    .option('--decrypt', 'read the source through CREDSYNC_ENCRYPTION_KEYS and write the target in plaintext')
     .action(async (opts: OperatorOpts) => {
+      if (opts.encrypt && opts.decrypt) throw new ConfigError('migrate: --encrypt and --decrypt contradict each other');
       const deps = await operatorDeps(opts, 'migrate');
       const { runMigrate } = await import('./commands/migrate.js');
       const dir = opts.fromCliproxyDir === true ? '~/.cli-proxy-api' : opts.fromCliproxyDir;
       setCode(
         await runMigrate(
-          { from: opts.from, to: opts.to, fromCliproxyDir: dir, fromCliproxyConfig: opts.fromCliproxyConfig, mode: opts.mode ?? 'fill-missing', dryRun: Boolean(opts.dryRun), json: Boolean(opts.json), maxDelete: opts.maxDelete ? parseDeleteLimit(opts.maxDelete) : undefined },
+          { from: opts.from, to: opts.to, fromCliproxyDir: dir, fromCliproxyConfig: opts.fromCliproxyConfig, mode: opts.mode ?? 'fill-missing', dryRun: Boolean(opts.dryRun), json: Boolean(opts.json), maxDelete: opts.maxDelete ? parseDeleteLimit(opts.maxDelete) : undefined, encryption: opts.encrypt ? 'encrypt' : opts.decrypt ? 'decrypt' : undefined },
           deps,
         ),
       );
@@ -191,10 +200,21 @@ function addOperatorCommands(program: Command, setCode: (code: number) => void):
     .requiredOption('--out <file>', 'archive path, or - for stdout')
     .option('--from <url>', 'store URL (default: the store the environment selects)')
     .option('--store <url>', 'alias of --from')
+    .option('--decrypt', 'archive plaintext, decrypted with CREDSYNC_ENCRYPTION_KEYS (default: the store\'s bytes as they are: ciphertext stays ciphertext)')
     .action(async (opts: OperatorOpts) => {
       const deps = await operatorDeps(opts, 'backup');
       const { runBackup } = await import('./commands/backup.js');
-      setCode(await runBackup({ from: opts.from ?? opts.store, out: opts.out!, json: Boolean(opts.json) }, deps));
+      setCode(await runBackup({ from: opts.from ?? opts.store, out: opts.out!, json: Boolean(opts.json), decrypt: Boolean(opts.decrypt) }, deps));
+    });
+
+  operator(program.command('rewrap'), 'CREDSYNC_ENCRYPTION_KEYS=k2:…,k1:… credsync rewrap --dry-run')
+    .description('re-encrypt every item of the store under the primary (first) key of CREDSYNC_ENCRYPTION_KEYS, encrypting plaintext items (with CREDSYNC_ENCRYPTION=off: decrypt every item); each write conditional on the version read, safe while daemons run')
+    .option('--store <url>', 'store URL (default: the store the environment selects)')
+    .option('--dry-run', 'count what would change; write nothing')
+    .action(async (opts: OperatorOpts) => {
+      const deps = await operatorDeps(opts, 'rewrap');
+      const { runRewrap } = await import('./commands/rewrap.js');
+      setCode(await runRewrap({ store: opts.store, dryRun: Boolean(opts.dryRun), json: Boolean(opts.json) }, deps));
     });
 
   operator(program.command('restore'), 'credsync restore --in credsync-2026-01-31.tar.gz --to "postgres://app@db/credsync" --dry-run')

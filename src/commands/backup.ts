@@ -5,6 +5,7 @@ import { ConfigError } from '../core/errors.js';
 import type { Key } from '../core/keys.js';
 import { ARCHIVE_FORMAT, MANIFEST_NAME, Spool, writeArchiveFile, type Manifest, type ManifestItem } from './archive.js';
 import type { OperatorDeps } from './migrate.js';
+import type { EncryptionSettings } from '../stores/registry.js';
 import { chunks, openSide, readBatch, since, specOfUrl } from './operator.js';
 import { keyLines, plural, progress, type KeyNote } from './output.js';
 
@@ -14,6 +15,8 @@ export interface BackupOptions {
   /** Archive path, or `-` for stdout. */
   readonly out: string;
   readonly json: boolean;
+  /** Archive plaintext (decrypted with the configured keys); warns. Default: the store's bytes as they are. */
+  readonly decrypt?: boolean;
 }
 
 export function credsyncVersion(): string {
@@ -36,7 +39,15 @@ export async function runBackup(o: BackupOptions, deps: OperatorDeps): Promise<n
   const spec = o.from ? specOfUrl(o.from, cwd) : deps.envStore();
   const out = o.out === '-' ? '-' : resolve(cwd, o.out);
   if (out === '-' && process.stdout.isTTY) throw new ConfigError('backup --out -: stdout is a terminal; redirect it to a file or a pipe (or give --out FILE)');
-  const side = await openSide(spec, log);
+  let seal: EncryptionSettings | undefined;
+  if (o.decrypt) {
+    const settings = deps.encryption?.() ?? { mode: 'off' as const, keys: [] };
+    if (settings.keys.length === 0) throw new ConfigError('backup --decrypt: needs CREDSYNC_ENCRYPTION_KEYS (or CREDSYNC_ENCRYPTION_KEYS_FILE)');
+    seal = { mode: 'on', keys: settings.keys };
+    io.err('backup --decrypt: the archive will hold credentials in plaintext; keep it as safe as the keys themselves');
+  }
+  // Without --decrypt the store is read as it is (no wrapper): encrypted items are archived as ciphertext.
+  const side = await openSide(spec, log, seal);
   const spool = await Spool.create();
   const invalid: KeyNote[] = [];
   const vanished: Key[] = [];
@@ -57,7 +68,7 @@ export async function runBackup(o: BackupOptions, deps: OperatorDeps): Promise<n
         }
         const v = validateContent(key, it.data);
         if (!v.ok) {
-          invalid.push({ key, reason: v.reason });
+          invalid.push({ key, reason: it.problem ?? v.reason });
           continue;
         }
         const { offset } = await spool.append(it.data);

@@ -19,7 +19,7 @@ export interface BuildOptions {
  * A mirror that cannot be created or written is a ConfigError naming the setting that chose it.
  */
 export async function buildEngine(config: Config, log: Logger, o: BuildOptions = {}): Promise<Engine> {
-  const store = await openStore(config.store, { log, debounceMs: config.debounceMs, workDir: join(config.localDir, '.credsync', config.store.kind) });
+  const store = await openStore(config.store, { log, debounceMs: config.debounceMs, workDir: join(config.localDir, '.credsync', config.store.kind) }, config.encryption);
   const engine = new Engine({
     store,
     mirror: new Mirror(config.localDir, { maxItemBytes: config.maxItemBytes }),

@@ -21,6 +21,8 @@ export type CopyMode = (typeof COPY_MODES)[number];
 export interface SourceItem {
   readonly key: Key;
   readonly data: Uint8Array | null;
+  /** Why the item cannot be read (an encrypted item whose key is not configured): it is reported, not copied. */
+  readonly problem?: string;
 }
 
 export interface CopySource {
@@ -168,7 +170,7 @@ export async function copyItems(source: CopySource, target: Store, o: CopyOption
         continue;
       }
       const v = validateContent(it.key, it.data);
-      if (!v.ok) r.invalid.push({ key: it.key, reason: v.reason });
+      if (!v.ok) r.invalid.push({ key: it.key, reason: it.problem ?? v.reason });
       else valid.push({ key: it.key, data: it.data, hash: v.hash });
     }
     // 2. What the target holds for them (hash from the listing when the store knows it, else read).

@@ -12,6 +12,7 @@ import { isTempName, TEMP_PREFIX, TEMP_SUFFIX } from '../fs/atomic.js';
 import { Mirror } from '../mirror/mirror.js';
 import type { OperatorDeps } from './migrate.js';
 import { chunks, openSide, readBatch, since, type OpenedStore } from './operator.js';
+import { openItem, rejectionReason, type EncryptionSettings } from '../stores/registry.js';
 
 export type CheckStatus = 'ok' | 'warn' | 'fail';
 
@@ -45,6 +46,63 @@ export interface DoctorOptions {
   readonly expect?: string;
   readonly flags: Flags;
   readonly cwd?: string;
+}
+
+/**
+ * What the store holds from the point of view of the configured keys: plaintext items, items per key
+ * id, items under a key id that is not configured, items that do not decrypt.
+ */
+class EncryptionCensus {
+  private plain: Key[] = [];
+  private readonly byKid = new Map<string, Key[]>();
+  private readonly missing = new Map<string, Key[]>();
+  private readonly broken: string[] = [];
+
+  constructor(private readonly s: EncryptionSettings) {}
+
+  /** The plaintext of the item when it can be read here, else null (and it is counted). */
+  add(key: Key, stored: Uint8Array): Uint8Array | null {
+    const o = openItem(this.s.keys, key, stored);
+    const c = o.classification;
+    const push = (m: Map<string, Key[]>, kid: string): void => void m.set(kid, [...(m.get(kid) ?? []), key]);
+    if (c.state === 'plain') this.plain.push(key);
+    else if (c.state === 'primary' || c.state === 'secondary') push(this.byKid, c.kid);
+    else if (c.state === 'missing-key') push(this.missing, c.kid);
+    else this.broken.push(`${key} (${rejectionReason(key, c, 'on', true)})`);
+    return o.data ?? null;
+  }
+
+  check(): Check {
+    const { mode, keys } = this.s;
+    const primary = keys[0]?.kid;
+    const list = (m: Map<string, Key[]>): string => [...m].map(([kid, ks]) => `${kid} (${ks.length}: ${sample(ks)})`).join('; ');
+    const sealed = [...this.byKid.values(), ...this.missing.values()].reduce((n, ks) => n + ks.length, 0) + this.broken.length;
+    if (this.missing.size) {
+      const kids = [...this.missing.keys()];
+      return {
+        status: 'fail',
+        check: 'store encryption',
+        detail: `items encrypted with key id(s) not configured here, never written to mirrors: ${list(this.missing)}`,
+        fix: keys.length ? `add key id(s) ${kids.join(', ')} to CREDSYNC_ENCRYPTION_KEYS` : `this process has no encryption key: set CREDSYNC_ENCRYPTION_KEYS with key id(s) ${kids.join(', ')}`,
+      };
+    }
+    if (this.broken.length) {
+      return { status: 'fail', check: 'store encryption', detail: `${this.broken.length} item(s) do not decrypt: ${sample(this.broken)}`, fix: 'restore them from a backup or rewrite them from a mirror that holds them (tampered, or copied from another item)' };
+    }
+    const others = new Map([...this.byKid].filter(([kid]) => kid !== primary));
+    if (mode === 'off') {
+      return sealed
+        ? { status: 'warn', check: 'store encryption', detail: `off, but ${sealed} item(s) are encrypted (${list(this.byKid)})`, fix: 'set CREDSYNC_ENCRYPTION=on, or run `CREDSYNC_ENCRYPTION=off credsync rewrap` to decrypt them' }
+        : { status: 'ok', check: 'store encryption', detail: `off: ${this.plain.length} item(s) in plaintext` };
+    }
+    if (others.size) {
+      return { status: 'warn', check: 'store encryption', detail: `items under non-primary key id(s): ${list(others)}`, fix: `run \`credsync rewrap\` (primary key ${primary}); then the old key can be removed` };
+    }
+    if (this.plain.length) {
+      return { status: mode === 'require' ? 'fail' : 'warn', check: 'store encryption', detail: `${this.plain.length} item(s) in plaintext: ${sample(this.plain)}`, fix: 'run `credsync rewrap` to encrypt them' };
+    }
+    return { status: 'ok', check: 'store encryption', detail: `${mode}: every item (${sealed}) under primary key ${primary}` };
+  }
 }
 
 /** Latency of the first listing above which the store check warns. */
@@ -119,13 +177,18 @@ async function storeChecks(config: Config, checks: Check[]): Promise<string | nu
     // Items: invalid content, invalid ids, the same credential twice.
     const invalid: string[] = [];
     const seen = new Map<string, Key[]>();
+    // The store is read as it is (no wrapper); encrypted items are opened with the configured keys.
+    const census = new EncryptionCensus(config.encryption);
     for (const group of chunks(entries.map((e) => e.key))) {
-      for (const [key, it] of await readBatch(side.store, group)) {
-        const v = validateContent(key, it.data);
+      for (const [key, raw] of await readBatch(side.store, group)) {
+        const data = census.add(key, raw.data);
+        if (!data) continue; // not readable here: reported by the encryption check
+        const v = validateContent(key, data);
         if (!v.ok) invalid.push(`${key} (${v.reason})`);
-        else addIdentity(seen, key, it.data);
+        else addIdentity(seen, key, data);
       }
     }
+    checks.push(census.check());
     const bad = [...invalid, ...skipped.map((s) => `${JSON.stringify(s.id).slice(0, 80)} (${s.reason})`)];
     checks.push(
       bad.length

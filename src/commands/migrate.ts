@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import { ConfigError } from '../core/errors.js';
 import type { StoreSpec } from '../config/store-spec.js';
+import type { EncryptionSettings } from '../stores/registry.js';
 import { parseDeleteLimit, type DeleteLimit } from '../engine/guard.js';
 import { copyCounts, copyExitCode, copyItems, formatCopy, type CopyMode, type CopySource } from './copy.js';
 import { openSide, sameStore, specOfUrl, since, type OpenedStore } from './operator.js';
@@ -20,6 +21,12 @@ export interface MigrateOptions {
   readonly dryRun: boolean;
   readonly json: boolean;
   readonly maxDelete?: DeleteLimit;
+  /**
+   * `encrypt`: the target is written through the encryption wrapper (primary key); `decrypt`: the source
+   * is read through it and the target written in plaintext. Either way an encrypted source is decrypted
+   * with the configured keys. Default: bytes as they are (ciphertext stays ciphertext).
+   */
+  readonly encryption?: 'encrypt' | 'decrypt';
 }
 
 export interface OperatorDeps {
@@ -27,6 +34,8 @@ export interface OperatorDeps {
   readonly io: Io;
   /** The store the environment selects (flags > env > .env), resolved only when needed. */
   readonly envStore: () => StoreSpec;
+  /** Encryption settings from the environment (`CREDSYNC_ENCRYPTION*`), resolved only when needed. */
+  readonly encryption?: () => EncryptionSettings;
   readonly cwd?: string;
 }
 
@@ -46,18 +55,28 @@ export async function runMigrate(o: MigrateOptions, deps: OperatorDeps): Promise
   const toSpec = o.to ? specOfUrl(o.to, cwd) : deps.envStore();
   if (fromSpec && sameStore(fromSpec, toSpec)) throw new ConfigError('migrate: --from and --to name the same store');
 
+  let sealFrom: EncryptionSettings | undefined;
+  let sealTo: EncryptionSettings | undefined;
+  if (o.encryption) {
+    const settings = deps.encryption?.() ?? { mode: 'off' as const, keys: [] };
+    if (settings.keys.length === 0) throw new ConfigError(`migrate --${o.encryption}: needs CREDSYNC_ENCRYPTION_KEYS (or CREDSYNC_ENCRYPTION_KEYS_FILE)`);
+    // Reading: decrypt what can be decrypted, plaintext accepted. Writing: sealed (encrypt) or plaintext (decrypt).
+    sealFrom = { mode: 'on', keys: settings.keys };
+    sealTo = o.encryption === 'encrypt' ? { mode: settings.mode === 'require' ? 'require' : 'on', keys: settings.keys } : undefined;
+    if (o.encryption === 'decrypt') log.warn('migrate --decrypt: the target will hold credentials in plaintext');
+  }
   let from: OpenedStore | undefined;
   let to: OpenedStore | undefined;
   const p = { stop: () => {} };
   try {
     let source: CopySource;
     if (fromSpec) {
-      from = await openSide(fromSpec, log);
+      from = await openSide(fromSpec, log, sealFrom);
       source = await storeSource(from.store, from.label);
     } else {
       source = await cliproxySource(o.fromCliproxyDir!, o.fromCliproxyConfig, cwd);
     }
-    to = await openSide(toSpec, log);
+    to = await openSide(toSpec, log, sealTo);
     io.err(`migrate ${source.label} → ${to.label}: ${plural(source.keys.length, 'item')}, mode ${o.mode}${o.dryRun ? ' (dry run: nothing is written)' : ''}`);
     const bar = progress(io, 'migrate', source.keys.length);
     p.stop = bar.stop;

@@ -9,6 +9,7 @@ import type { Key } from '../core/keys.js';
 import { forEachLimit } from '../core/limit.js';
 import type { Item, Store } from '../core/store.js';
 import { openStore } from '../stores/registry.js';
+import type { EncryptionSettings } from '../stores/registry.js';
 
 /**
  * What the operator commands (migrate, backup, restore, prune, doctor) share: opening a store named
@@ -41,9 +42,10 @@ export function specOfUrl(raw: string, cwd = process.cwd()): StoreSpec {
 /**
  * Opens and initialises a store for a one-shot command. Its working directory (the Git store's
  * clone) is a private temp directory (0700) removed on close: one-shot commands never touch a mirror's
- * `.credsync/` for stores they were merely pointed at.
+ * `.credsync/` for stores they were merely pointed at. With `encryption`, the store is read and written
+ * through the encryption wrapper; without, its bytes as they are.
  */
-export async function openSide(spec: StoreSpec, log?: Logger): Promise<OpenedStore> {
+export async function openSide(spec: StoreSpec, log?: Logger, encryption?: EncryptionSettings): Promise<OpenedStore> {
   const workDir = await mkdtemp(join(tmpdir(), `credsync-${spec.kind}-`));
   let store: Store | undefined;
   const close = async (): Promise<void> => {
@@ -54,7 +56,7 @@ export async function openSide(spec: StoreSpec, log?: Logger): Promise<OpenedSto
     }
   };
   try {
-    store = await openStore(spec, { log, workDir });
+    store = await openStore(spec, { log, workDir }, encryption);
     await store.init();
   } catch (err) {
     await close().catch(() => {});

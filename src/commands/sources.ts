@@ -20,7 +20,10 @@ export async function storeSource(store: Store, label: string): Promise<CopySour
     async *batches() {
       for (const group of chunks(keys)) {
         const got = await readBatch(store, group);
-        yield group.map((key): SourceItem => ({ key, data: got.get(key)?.data ?? null }));
+        yield group.map((key): SourceItem => {
+          const it = got.get(key);
+          return it?.problem ? { key, data: it.data, problem: it.problem } : { key, data: it?.data ?? null };
+        });
       }
     },
   };

@@ -8,6 +8,8 @@ import { describeUnknown, loadEnv, unknownVariables, type EnvLookup, type EnvVar
 import { parseDuration, parseSize } from './parse.js';
 import { secrets } from '../core/redact.js';
 import { secretsOf, specProblem } from '../stores/spec.js';
+import type { EncryptionSettings } from '../stores/registry.js';
+import { encryptionFromEnv } from './encryption.js';
 
 export { parseDuration } from './parse.js';
 import { defaultLocalDir, describeStore, parseStoreUrl, storeFromEnv, storeLocalSource, type StoreSpec } from './store-spec.js';
@@ -49,6 +51,8 @@ export interface Config {
   readonly httpSource: string;
   /** Largest item accepted from either side (`CREDSYNC_MAX_ITEM_BYTES`). */
   readonly maxItemBytes: number;
+  /** Encryption at rest (`CREDSYNC_ENCRYPTION`, `CREDSYNC_ENCRYPTION_KEYS[_FILE]`). */
+  readonly encryption: EncryptionSettings;
   /** Things worth a warning at start-up (unknown variables, risky settings). */
   readonly warnings: readonly string[];
 }
@@ -143,6 +147,7 @@ export function resolveConfig(
   const shutdown = env('CREDSYNC_SHUTDOWN_TIMEOUT');
   const seed = setting(flags.seedConfig, '--seed-config', 'CREDSYNC_SEED_CONFIG');
   const maxItem = env('CREDSYNC_MAX_ITEM_BYTES');
+  const encryption = encryptionFromEnv(env, cwd);
 
   const reconcileIntervalMs = interval ? parseDuration('CREDSYNC_RECONCILE_INTERVAL', interval) : 60_000;
   if (reconcileIntervalMs < 1000) throw new ConfigError(`CREDSYNC_RECONCILE_INTERVAL ${interval}: must be at least 1s`);
@@ -169,6 +174,7 @@ export function resolveConfig(
     localDirSource: local ? local.name : storeLocalSource(store, env),
     httpSource: http ? http.name : 'the default',
     maxItemBytes: maxItem ? parseSize('CREDSYNC_MAX_ITEM_BYTES', maxItem) : DEFAULT_MAX_ITEM_BYTES,
+    encryption,
     warnings,
   };
 }

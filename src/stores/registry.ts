@@ -1,12 +1,24 @@
 import type { StoreSpec } from './spec.js';
 import { ConfigError } from '../core/errors.js';
 import type { Store, StoreContext } from '../core/store.js';
+import { createSealedStore, type EncryptionSettings } from './sealed/index.js';
 
 /**
  * Store spec → store instance. Concrete stores are loaded with dynamic `import()` so that, for
  * example, a directory-store user never loads the PostgreSQL driver. Does not connect (call `init`).
+ *
+ * With `encryption`, the store is wrapped (`sealed/`): content is sealed on its way in and opened on its
+ * way out, the same for every store kind; no store knows about keys. Without it, the store's bytes as
+ * they are (backup archives ciphertext as ciphertext). Daemons always pass their settings, even `off`
+ * without keys, so that envelopes met in the store are recognised and rejected with the reason.
  */
-export async function openStore(spec: StoreSpec, ctx: StoreContext = {}): Promise<Store> {
+export async function openStore(spec: StoreSpec, ctx: StoreContext = {}, encryption?: EncryptionSettings): Promise<Store> {
+  const inner = await openInner(spec, ctx);
+  if (!encryption) return inner;
+  return createSealedStore(inner, encryption, ctx.log);
+}
+
+async function openInner(spec: StoreSpec, ctx: StoreContext): Promise<Store> {
   switch (spec.kind) {
     case 'dir': {
       const { createDirStore } = await import('./dir.js');
@@ -29,3 +41,22 @@ export async function openStore(spec: StoreSpec, ctx: StoreContext = {}): Promis
  */
 export { pgChannelFor, quoteIdent } from './postgres/schema.js';
 export { connectionConfig as pgConnectionOptions } from './postgres/settings.js';
+
+/**
+ * Encryption at rest for the commands and the configuration (`rewrap`, `doctor`, `backup --decrypt`,
+ * key parsing): the envelope and the key classification, without any store.
+ */
+export {
+  ENCRYPTION_MODES,
+  KEY_BYTES,
+  KID_PATTERN,
+  inspect,
+  openItem,
+  rejectionReason,
+  seal,
+  type Classification,
+  type EncryptionMode,
+  type EncryptionSettings,
+  type SealKey,
+  type SealedStore,
+} from './sealed/index.js';
