@@ -106,6 +106,33 @@ describe.skipIf(!pgUrl)(`reliability on PostgreSQL${pgUrl ? '' : ` (skipped: ${s
     await waitRow(pgUrl, ns.schema, 'k00.json', { type: 'claude', n: 100 });
   });
 
+  it('a delete the role may not make (42501, no DELETE privilege) is one rejected item: /readyz stays 200 and another key still propagates', async () => {
+    await fleet(3);
+    const role = `cst_nodel_${Date.now().toString(36)}`;
+    await withAdmin(pgUrl, async (sql) => {
+      await sql.unsafe(`CREATE ROLE ${role} LOGIN PASSWORD 'pw-${role}'`);
+      await sql.unsafe(`GRANT USAGE ON SCHEMA ${quoteIdent(ns.schema)} TO ${role}`);
+      await sql.unsafe(`GRANT SELECT, INSERT, UPDATE ON ${quoteIdent(ns.schema)}.config_store, ${quoteIdent(ns.schema)}.auth_store TO ${role}`);
+    });
+    try {
+      const u = new URL(pgUrl);
+      u.username = role;
+      u.password = `pw-${role}`;
+      const c = join(root.path, ns.schema, 'c');
+      const limited = await g.start({ env: env(ns.schema, c, { PGSTORE_DSN: u.toString() }), name: 'C-no-delete' });
+      daemons.push(limited);
+      await waitFor('C has every credential', async () => (await authFiles(c)).length === 3, 10_000);
+      await (await import('node:fs/promises')).rm(authPath(c, 'k01.json'));
+      await waitFor('the refused delete is logged', () => logged(limited, /k01\.json.*(42501|permission denied)/i).length > 0, 5000);
+      expect((await limited.get('/readyz')).status).toBe(200);
+      await writeAuth(c, 'k02.json', { type: 'claude', n: 202 });
+      await waitJson(authPath(a, 'k02.json'), { type: 'claude', n: 202 }, 3000);
+      expect((await limited.get('/readyz')).status).toBe(200);
+    } finally {
+      await withAdmin(pgUrl, (sql) => sql.unsafe(`DROP OWNED BY ${role}; DROP ROLE ${role}`)).catch(() => {});
+    }
+  });
+
   it('PGSTORE_DSN with ?schema= works but warns that CLIProxyAPI cannot use it, pointing to PGSTORE_SCHEMA', async () => {
     ns = freshSchema(pgUrl);
     const r = await g.cli(['sync'], { env: { PGSTORE_DSN: `${pgUrl}${pgUrl.includes('?') ? '&' : '?'}schema=${ns.schema}`, CREDSYNC_LOCAL_DIR: join(root.path, 'schema-warn') } });
