@@ -9,6 +9,8 @@ import { cpus, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { burstBench } from './burst.js';
 import { coldStartBench } from './coldstart.js';
+import { gitBatchBench } from './git-batch.js';
+import { gitPropagationBench } from './git-propagation.js';
 import { idleBench } from './idle.js';
 import { propagationBench } from './propagation.js';
 import { runCleanups } from './lib/cleanup.js';
@@ -16,7 +18,7 @@ import { assertBuilt, REPO_ROOT } from './lib/daemon.js';
 import { client, obtainPg, serverInfo } from './lib/pg.js';
 import { jsonFigure, renderResult, type Bench, type BenchResult } from './lib/report.js';
 
-const BENCHES: readonly Bench[] = [propagationBench, burstBench, coldStartBench, idleBench];
+const BENCHES: readonly Bench[] = [propagationBench, burstBench, coldStartBench, idleBench, gitPropagationBench, gitBatchBench];
 
 function usage(): string {
   return `usage: tsx bench/run.ts [--quick] [--list] [${BENCHES.map((b) => b.name).join('|')} ...]`;

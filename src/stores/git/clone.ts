@@ -41,7 +41,8 @@ const MANAGED_PATHSPEC = [CONFIG_KEY, 'auths/'];
 const KEEP_BROKEN = 3;
 const GC_EVERY_PUSHES = 50;
 const GC_EVERY_MS = 10 * 60_000;
-const WORKTREE_SYNC_DELAY_MS = 100;
+const WORKTREE_SYNC_QUIET_MS = 300;
+const WORKTREE_SYNC_MAX_DELAY_MS = 5000;
 const LISTING_CACHE = 8;
 
 /** Runs async functions one at a time, in call order. */
@@ -100,6 +101,9 @@ export class GitClone {
   private shallowNext = false;
   private closed = false;
   private worktreeWarning = '';
+  /** The commit whose tree the staging index holds (null: unknown, load it again). */
+  private stagedAt: string | null = null;
+  private worktreeDue = 0;
 
   constructor(private readonly o: CloneOptions) {
     this.gitDir = join(o.workDir, '.git');
@@ -348,6 +352,7 @@ export class GitClone {
     for (const n of old.slice(0, Math.max(0, old.length - KEEP_BROKEN))) await rm(join(parent, n), { recursive: true, force: true });
     this.gen++;
     this.current = null;
+    this.stagedAt = null;
     this.listings.clear();
   }
 
@@ -488,23 +493,30 @@ export class GitClone {
 
   /**
    * One commit on top of `parent` (null: the first commit of an empty remote) applying `changes`
-   * (path → blob id, or null to delete), built against a temporary index. Refuses a commit whose tree
-   * differs from the parent's anywhere but the named paths.
+   * (path → blob id, or null to delete), built against the store's own staging index (never the
+   * clone's): it is loaded from `parent` unless it already holds that tree (our previous commit, the
+   * usual case in a burst). Refuses a commit whose tree differs from the parent's anywhere but the named paths.
    */
   async commitLocked(parent: string | null, changes: ReadonlyMap<string, string | null>, message: string): Promise<string> {
-    const index = join(this.gitDir, `credsync-index-${process.pid}`);
-    await unlink(index).catch(() => {});
+    const index = join(this.gitDir, 'credsync-index');
     const opts: RunOptions = { indexFile: index, auth: false };
     try {
-      if (parent) await this.git.run(['read-tree', parent], opts);
+      if (!parent || this.stagedAt !== parent) {
+        this.stagedAt = null;
+        await unlink(index).catch(() => {});
+        if (parent) await this.git.run(['read-tree', parent], opts);
+      }
+      this.stagedAt = null;
       const records = [...changes].map(([path, oid]) => (oid ? `100644 ${oid}\t${path}` : `0 ${ZERO_OID}\t${path}`));
       await this.git.run(['update-index', '-z', '--index-info'], { ...opts, input: records.join('\0') + '\0' });
       const tree = (await this.git.run(['write-tree'], opts)).trim();
       const commit = (await this.git.run(['commit-tree', tree, ...(parent ? ['-p', parent] : []), '-m', message], opts)).trim();
       await this.checkTouches(parent, commit, changes);
+      this.stagedAt = commit;
       return commit;
-    } finally {
+    } catch (err) {
       await unlink(index).catch(() => {});
+      throw err;
     }
   }
 
@@ -592,15 +604,25 @@ export class GitClone {
 
   // ------------------------------------------------------------------ work tree
 
-  /** Resets the work tree to the fetched tip soon (bursts of pushes share one reset). */
+  /**
+   * Resets the work tree to the fetched tip once the tip has been quiet for a moment (a burst of pushes
+   * shares one reset and never waits behind one), and at least every few seconds during a long burst.
+   */
   private scheduleWorktreeSync(): void {
-    if (this.worktreeTimer || this.closed) return;
+    if (this.closed) return;
+    const now = Date.now();
+    if (this.worktreeTimer) {
+      if (now >= this.worktreeDue) return;
+      clearTimeout(this.worktreeTimer);
+    } else {
+      this.worktreeDue = now + WORKTREE_SYNC_MAX_DELAY_MS;
+    }
     this.worktreeTimer = setTimeout(() => {
       this.worktreeTimer = null;
       void this.lock
         .run(() => this.guardLocked('checkout', () => this.syncWorktreeLocked()))
         .catch((err: unknown) => this.o.log?.warn({ err: errorMessage(err) }, `git clone ${this.o.workDir}: work tree update failed: ${errorMessage(err)}`));
-    }, WORKTREE_SYNC_DELAY_MS);
+    }, Math.min(WORKTREE_SYNC_QUIET_MS, Math.max(0, this.worktreeDue - now)));
     this.worktreeTimer.unref();
   }
 

@@ -153,7 +153,7 @@ export function gitReason(text: string): string {
     .map((l) => l.trim())
     .filter((l) => l && !/^hint:/.test(l));
   const important = lines.filter((l) => /^(fatal|error|remote|!|warning):?/i.test(l));
-  const pick = (important.length ? important : lines).slice(0, 3).join('; ');
+  const pick = [...new Set(important.length ? important : lines)].slice(0, 3).join('; ');
   return pick.length > 400 ? `${pick.slice(0, 400)}…` : pick || 'git failed without a message';
 }
 

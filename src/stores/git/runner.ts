@@ -20,7 +20,7 @@ export interface RunOptions {
   readonly cwd?: string;
 }
 
-const TRACE_LINE = /^\d\d:\d\d:\d\d\.\d+ \S+\s+trace: .*$/gm;
+const TRACE_LINE = /^(remote: )?\d\d:\d\d:\d\d\.\d+ \S+\s+trace: .*$/gm;
 
 /**
  * Runs the machine's `git` through simple-git with our environment (env.ts). Every failure becomes a
@@ -56,6 +56,9 @@ export class GitRunner {
       maxConcurrentProcesses: 1,
       trimmed: false,
       timeout: { block: o.timeoutMs ?? 120_000 },
+      // Done when the process's streams close, never "50 ms after exit": on a busy machine that cut
+      // output short (a push's status lines, a cat-file batch).
+      completion: { onClose: true, onExit: false },
       // Our environment names GIT_CONFIG_GLOBAL, GIT_CONFIG_COUNT and GIT_SSH_COMMAND on purpose.
       allowEnvironment: Object.keys(env),
       unsafe: { allowUnsafeConfigPaths: true, allowUnsafeConfigEnvCount: true, allowUnsafeSshCommand: true },
