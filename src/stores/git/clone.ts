@@ -1,4 +1,4 @@
-import { mkdir, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import { StoreConfigError, StoreError, errorMessage } from '../../core/errors.js';
@@ -389,8 +389,20 @@ export class GitClone {
     await this.syncWorktreeLocked();
   }
 
-  /** Reads a ref without touching objects; null when it does not exist. */
+  /**
+   * Reads a ref without touching objects; null when it does not exist. The loose ref file or
+   * packed-refs is read directly (a fetch is followed by this on every poll that moved); anything
+   * unusual (a symbolic ref, another ref store) is left to `git rev-parse`.
+   */
   private async readRef(ref: string): Promise<string | null> {
+    const loose = await readFile(join(this.gitDir, ref), 'utf8').catch(() => null);
+    if (loose !== null && /^[0-9a-f]{40}(?:[0-9a-f]{24})?\n?$/.test(loose)) return loose.trim();
+    if (loose === null && !(await exists(join(this.gitDir, 'reftable')))) {
+      const packed = await readFile(join(this.gitDir, 'packed-refs'), 'utf8').catch(() => '');
+      const line = packed.split('\n').find((l) => l.endsWith(` ${ref}`) && /^[0-9a-f]{40}/.test(l));
+      if (line) return line.slice(0, line.indexOf(' '));
+      if (!packed.includes(ref)) return null;
+    }
     try {
       return (await this.git.run(['rev-parse', '-q', '--verify', ref], { auth: false })).trim() || null;
     } catch (err) {
@@ -458,24 +470,21 @@ export class GitClone {
     return found;
   }
 
-  /** Which commits exist locally (the poller diffs only between commits it has). */
-  async hasCommit(oid: string): Promise<boolean> {
-    try {
-      const out = await this.git.run(['cat-file', '--batch-check'], { input: `${oid}^{tree}\n`, auth: false });
-      return !/ missing$/m.test(out) && out.trim() !== '';
-    } catch {
-      return false;
-    }
-  }
-
   /**
    * What changed under the managed paths from `from` to `to`, by tree (so a rewritten history with the
    * same content is no change). Null when `from` is not in the clone (then only a full reconcile can tell).
    */
   async changesBetween(from: string | null, to: string): Promise<Change[] | null> {
     if (from === to) return [];
-    if (from === null || !(await this.hasCommit(from))) return null;
-    const out = await this.git.run(['diff-tree', '-r', '-z', '--raw', '--no-renames', from, to, '--', ...MANAGED_PATHSPEC], { auth: false });
+    if (from === null) return null;
+    let out: string;
+    try {
+      out = await this.git.run(['diff-tree', '-r', '-z', '--raw', '--no-renames', from, to, '--', ...MANAGED_PATHSPEC], { auth: false });
+    } catch (err) {
+      // `from` is not in this clone (made again since): let a full reconcile tell.
+      if (err instanceof GitFailure) return null;
+      throw err;
+    }
     const changes: Change[] = [];
     for (const c of parseDiffTree(out)) {
       if (pathVerdict(c.path) !== 'ok') continue;
