@@ -597,6 +597,26 @@ describe.skipIf(!http.base)('git store errors and secrets over smart HTTP', () =
     expect(lines.some((l) => /moved aside/.test(l))).toBe(true);
   });
 
+  it('ignores the user\'s global git config and stray GIT_* variables, and never writes to them', async () => {
+    const remote = await newRemote('http');
+    const home = await tempDir('credsync-git-home-');
+    temps.push(home);
+    // A global config that would break or redirect everything if it were read.
+    const globalConfig = `[user]\n\tname = Global User\n\temail = global@example.invalid\n[url "http://127.0.0.1:1/"]\n\tinsteadOf = ${http.base}/\n[http]\n\textraHeader = X-Leak: global\n`;
+    await writeFile(join(home.path, '.gitconfig'), globalConfig);
+    const before = await stat(join(home.path, '.gitconfig'));
+    const { log, lines } = captureLog();
+    const baseEnv = { ...process.env, HOME: home.path, GIT_TRACE_CURL: '1', GIT_CURL_VERBOSE: '1', GIT_DIR: join(home.path, 'elsewhere'), GIT_CONFIG_PARAMETERS: "'user.name'='Param User'" };
+    const { store } = await open(remote, { log, baseEnv });
+    await store.put('auths/a.json', enc('{"a":1}'));
+    const author = (await git(['log', '-1', '--format=%an <%ae>|%cn <%ce>', 'refs/heads/main'], { env: { GIT_DIR: remote.path } })).trim();
+    expect(author).toBe('credsync <credsync@localhost>|credsync <credsync@localhost>');
+    expect(await readFile(join(home.path, '.gitconfig'), 'utf8')).toBe(globalConfig);
+    expect((await stat(join(home.path, '.gitconfig'))).mtimeMs).toBe(before.mtimeMs);
+    expect(await readdir(home.path)).toEqual(['.gitconfig']);
+    expect(lines.filter((l) => l.includes(http.token) || l.includes(Buffer.from(`${http.user}:${http.token}`).toString('base64')))).toEqual([]);
+  });
+
   it('passes the token in the environment, never on the command line', async () => {
     const remote = await newRemote('http');
     const { store } = await open(remote);
