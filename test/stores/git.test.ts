@@ -595,6 +595,12 @@ describe.skipIf(!http.base)('git store errors and secrets over smart HTTP', () =
     }
     expect(await readFile(join(workDir, '.git', 'config'), 'utf8')).not.toMatch(/extraheader|@127\.0\.0\.1/i);
     expect(lines.some((l) => /moved aside/.test(l))).toBe(true);
+    // Credentials written into the URL are taken out of it before it reaches .git/config.
+    const inUrl = await open({ url: remote.url.replace('http://', `http://${http.user}:${http.token}@`), path: remote.path }, { log });
+    await inUrl.store.put('auths/url.json', enc('{"u":1}'));
+    expect(inUrl.store.id).not.toContain(http.token);
+    expect(await filesContaining(join(inUrl.mirror, '..'), http.token)).toEqual([]);
+    expect(lines.filter((l) => l.includes(http.token))).toEqual([]);
   });
 
   it('ignores the user\'s global git config and stray GIT_* variables, and never writes to them', async () => {

@@ -421,7 +421,8 @@ export class GitClone {
 
   /** Fetches the branch into refs/remotes/origin/<branch> (non-fast-forward updates accepted: a rewritten remote is still the truth). */
   async fetchLocked(): Promise<void> {
-    const args = ['fetch', '--quiet', '--no-tags', '--no-write-fetch-head', '--no-auto-gc'];
+    // --no-show-forced-updates: a rewritten remote is the truth either way; skip git's history walk to say so.
+    const args = ['fetch', '--quiet', '--no-tags', '--no-write-fetch-head', '--no-auto-gc', '--no-show-forced-updates', '--no-recurse-submodules'];
     // A new clone starts from the tip only: history is the remote's, and a cold start stays fast.
     if (this.shallowNext) args.push('--depth=1');
     args.push('origin', `+refs/heads/${this.branch}:${this.trackingRef}`);
@@ -562,7 +563,7 @@ export class GitClone {
     }
     this.setTip(commit);
     this.pushesSinceGc++;
-    await this.maybeGcLocked();
+    this.maybeGc();
     return 'pushed';
   }
 
@@ -582,16 +583,22 @@ export class GitClone {
     this.remember(commit, { files, skipped: parentListing.skipped, paths });
   }
 
-  /** `git gc --auto`, only right after a successful push, and not after every one. */
-  private async maybeGcLocked(): Promise<void> {
+  /**
+   * `git gc --auto`, only after a successful push, and not after every one. Queued on the lock right
+   * behind the push, so the writers waiting for that push are answered first.
+   */
+  private maybeGc(): void {
     if (this.pushesSinceGc < GC_EVERY_PUSHES && Date.now() - this.lastGc < GC_EVERY_MS) return;
     this.pushesSinceGc = 0;
     this.lastGc = Date.now();
-    try {
-      await this.git.run(['gc', '--auto', '--quiet'], { auth: false, timeoutMs: 600_000 });
-    } catch (err) {
-      this.o.log?.warn({ err: errorMessage(err) }, `git gc --auto in ${this.o.workDir}: ${errorMessage(err)}`);
-    }
+    void this.lock.run(async () => {
+      if (this.closed) return;
+      try {
+        await this.git.run(['gc', '--auto', '--quiet'], { auth: false, timeoutMs: 600_000 });
+      } catch (err) {
+        this.o.log?.warn({ err: errorMessage(err) }, `git gc --auto in ${this.o.workDir}: ${errorMessage(err)}`);
+      }
+    });
   }
 
   /** First commit of an empty remote: CLIProxyAPI's layout (`auths/.gitkeep`, `config/.gitkeep`), pushed plainly. */

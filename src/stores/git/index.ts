@@ -43,11 +43,29 @@ const HASH_CACHE = 20_000;
  * — another credsync, a human's commit, CLIProxyAPI's force-pushed orphan commit — are seen by polling
  * the remote tip and diffing trees.
  */
+/** Credentials written into an http(s) URL are taken out of it: the URL ends up in .git/config. */
+function withoutCredentials(o: GitStoreOptions): { url: string; username?: string; token?: string } {
+  if (!/^https?:\/\//i.test(o.url)) return o;
+  let u: URL;
+  try {
+    u = new URL(o.url);
+  } catch {
+    throw new ConfigError(`git store: ${redactUrl(o.url)} is not a valid URL`);
+  }
+  if (!u.username && !u.password) return o;
+  const username = o.username || decodeURIComponent(u.username) || undefined;
+  const token = o.token || decodeURIComponent(u.password) || undefined;
+  u.username = '';
+  u.password = '';
+  return { url: u.toString(), username, token };
+}
+
 export function createGitStore(options: GitStoreOptions): Store {
   if (!options.workDir) throw new ConfigError('git store: no working directory for the clone (it lives in <mirror>/.credsync/git/)');
-  const genv = new GitEnv({ url: options.url, username: options.username, token: options.token, author: options.author, baseEnv: options.baseEnv });
+  const { url, username, token } = withoutCredentials(options);
+  const genv = new GitEnv({ url, username, token, author: options.author, baseEnv: options.baseEnv });
   const log = options.log;
-  const clone = new GitClone({ url: options.url, branch: options.branch || undefined, workDir: options.workDir, env: genv, log });
+  const clone = new GitClone({ url, branch: options.branch || undefined, workDir: options.workDir, env: genv, log });
   const where = genv.where;
   const batch = new BatchCommitter(clone, {
     windowMs: options.batchWindowMs ?? 5,
@@ -101,7 +119,7 @@ export function createGitStore(options: GitStoreOptions): Store {
   const store: Store = {
     name: 'git',
     capabilities: { cas: 'enforced', watch: 'poll', pollIntervalMs },
-    id: redactUrl(options.url) + (options.branch ? `#${options.branch}` : ''),
+    id: redactUrl(url) + (options.branch ? `#${options.branch}` : ''),
 
     async init() {
       ensureOpen();
