@@ -76,17 +76,7 @@ export const gitBatchBench: Bench = {
     ctx.log(`  rewriting ${n} files on A`);
     const t0 = performance.now();
     for (let i = 0; i < n; i++) await proxyWrite(join(authsA, ids[i]!), texts[i]!);
-    let tAll: number;
-    try {
-      tAll = await Promise.race([
-        tracker.done,
-        new Promise<never>((_, reject) =>
-          setTimeout(() => reject(new Error(`timed out after ${TIMEOUT_MS} ms: ${tracker.remaining} of ${n} not on B\n--- A ---\n${a.stderrTail}\n--- B ---\n${b.stderrTail}`)), TIMEOUT_MS).unref(),
-        ),
-      ]);
-    } finally {
-      tracker.close();
-    }
+    const tAll = await tracker.finish(TIMEOUT_MS, () => `on B, of ${n}\n--- A ---\n${a.stderrTail}\n--- B ---\n${b.stderrTail}`);
     await Promise.all([a.quiet(POLL_MS * 3, 60_000), b.quiet(POLL_MS * 3, 60_000)]);
     unsubscribe();
     const commits = (await commitCount(repo.path)) - commits0;

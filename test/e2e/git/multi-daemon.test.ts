@@ -16,7 +16,7 @@ import { processGroup, type Daemon } from '../../support/daemon.js';
 import { git, newBareRepo } from '../../support/git-server.js';
 import { tempDir } from '../../support/tmp.js';
 import { sleep, waitFor } from '../../support/wait.js';
-import { authPath, conflictFiles, exists, fileSig, readJson, stderrTails, waitGone, waitJson, writeAuth, writeConfig, configPath } from '../postgres/helpers.js';
+import { authPath, conflictFiles, cred, exists, fileSig, readJson, stderrTails, waitGone, waitJson, writeAuth, writeConfig, configPath } from '../postgres/helpers.js';
 
 const http = inject('gitHttp');
 
@@ -30,15 +30,6 @@ function grepFiles(needle: string, dir: string): Promise<string[]> {
   );
 }
 const POLL_MS = 300;
-
-const cred = (id: string, extra: Record<string, unknown> = {}): Record<string, unknown> => ({
-  type: 'claude',
-  email: id.replace(/\.json$/, ''),
-  access_token: `at-${id}`,
-  refresh_token: `rt-${id}`,
-  last_refresh: '2025-01-01T00:00:00Z',
-  ...extra,
-});
 
 describe.skipIf(!http.base)(`two daemons on one Git remote over smart HTTP${http.base ? '' : ` (skipped: ${http.skipReason})`}`, () => {
   const group = processGroup('all');
