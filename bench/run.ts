@@ -11,6 +11,8 @@ import { backupBench } from './backup.js';
 import { burstBench } from './burst.js';
 import { coldStartBench } from './coldstart.js';
 import { encryptionBench } from './encryption.js';
+import { gitBatchBench } from './git-batch.js';
+import { gitPropagationBench } from './git-propagation.js';
 import { idleBench } from './idle.js';
 import { migrateBench } from './migrate.js';
 import { propagationBench } from './propagation.js';
@@ -19,7 +21,7 @@ import { assertBuilt, REPO_ROOT } from './lib/daemon.js';
 import { client, obtainPg, serverInfo } from './lib/pg.js';
 import { jsonFigure, renderResult, type Bench, type BenchResult } from './lib/report.js';
 
-const BENCHES: readonly Bench[] = [propagationBench, burstBench, coldStartBench, idleBench, migrateBench, backupBench, encryptionBench];
+const BENCHES: readonly Bench[] = [propagationBench, burstBench, coldStartBench, idleBench, migrateBench, backupBench, encryptionBench, gitPropagationBench, gitBatchBench];
 
 function usage(): string {
   return `usage: tsx bench/run.ts [--quick] [--list] [${BENCHES.map((b) => b.name).join('|')} ...]`;

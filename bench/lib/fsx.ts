@@ -172,4 +172,21 @@ export class BurstTracker {
     clearInterval(this.sweep);
     this.watcher.close();
   }
+
+  /** Resolves when every file holds its content; rejects after `timeoutMs` with `explain()` appended. Closes the tracker. */
+  async finish(timeoutMs: number, explain: () => string): Promise<number> {
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      return await Promise.race([
+        this.done,
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms: ${this.remaining} of the files not there yet\n${explain()}`)), timeoutMs);
+          timer.unref();
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+      this.close();
+    }
+  }
 }

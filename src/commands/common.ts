@@ -1,3 +1,5 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Config } from '../config/config.js';
@@ -19,7 +21,20 @@ export interface BuildOptions {
  * A mirror that cannot be created or written is a ConfigError naming the setting that chose it.
  */
 export async function buildEngine(config: Config, log: Logger, o: BuildOptions = {}): Promise<Engine> {
-  const store = await openStore(config.store, { log, debounceMs: config.debounceMs, workDir: join(config.localDir, '.credsync', config.store.kind) }, config.encryption);
+  // A read-only run (status, --dry-run) must not create the store's working files in the mirror (the Git
+  // store's clone): it gets a private temporary directory instead, removed when the store closes.
+  const scratch = o.readOnly ? await mkdtemp(join(tmpdir(), 'credsync-ro-')) : undefined;
+  const opened = await openStore(config.store, { log, debounceMs: config.debounceMs, workDir: scratch ?? join(config.localDir, '.credsync', config.store.kind) }, config.encryption);
+  const store: typeof opened = scratch
+    ? Object.create(opened, {
+        close: {
+          value: async () => {
+            await opened.close();
+            await rm(scratch, { recursive: true, force: true });
+          },
+        },
+      })
+    : opened;
   const engine = new Engine({
     store,
     mirror: new Mirror(config.localDir, { maxItemBytes: config.maxItemBytes }),

@@ -28,9 +28,23 @@ async function openInner(spec: StoreSpec, ctx: StoreContext): Promise<Store> {
       const { createPostgresStore } = await import('./postgres/index.js');
       return createPostgresStore({ dsn: spec.dsn, schema: spec.schema, log: ctx.log });
     }
+    case 'git': {
+      // The private clone lives in <mirror>/.credsync/git/: never the mirror itself, never a guess.
+      if (!ctx.workDir) throw new ConfigError('store git: no working directory for the clone (expected <mirror>/.credsync/git/); this is a bug in the caller');
+      const { createGitStore } = await import('./git/index.js');
+      return createGitStore({
+        url: spec.url,
+        username: spec.username,
+        token: spec.token,
+        branch: spec.branch,
+        author: spec.author,
+        pollIntervalMs: spec.pollIntervalMs,
+        workDir: ctx.workDir,
+        log: ctx.log,
+      });
+    }
     case 's3':
-    case 'git':
-      throw new ConfigError(`store ${spec.kind}: not available in this version of credsync (supported: file://, postgres://)`);
+      throw new ConfigError(`store ${spec.kind}: not available in this version of credsync (supported: file://, postgres://, git)`);
   }
 }
 

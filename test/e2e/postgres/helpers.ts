@@ -9,6 +9,16 @@ import { isCi, quoteIdent, startEmbeddedPostgres, withAdmin, type AdminSql, type
 import { waitFor } from '../../support/wait.js';
 
 export const authPath = (root: string, id: string): string => join(root, 'auths', ...id.split('/'));
+
+/** A credential as a proxy writes it (claude-shaped), with `extra` fields on top. */
+export const cred = (id: string, extra: Record<string, unknown> = {}): Record<string, unknown> => ({
+  type: 'claude',
+  email: id.replace(/\.json$/, ''),
+  access_token: `at-${id}`,
+  refresh_token: `rt-${id}`,
+  last_refresh: '2025-01-01T00:00:00Z',
+  ...extra,
+});
 export const configPath = (root: string): string => join(root, 'config', 'config.yaml');
 
 /** What a proxy does when it refreshes a token: a plain (non-atomic) write of the whole file. */

@@ -22,6 +22,7 @@ import {
   configPath,
   configRows,
   conflictFiles,
+  cred,
   exists,
   fileSig,
   logged,
@@ -49,15 +50,6 @@ function pgEnv(dsn: string, schema: string, mirror: string, o: { via?: 'pgstore'
       : { PGSTORE_DSN: dsn, PGSTORE_SCHEMA: schema };
   return { ...store, CREDSYNC_LOCAL_DIR: mirror, CREDSYNC_DEBOUNCE: '20ms', CREDSYNC_RECONCILE_INTERVAL: '60s', CREDSYNC_LOG_LEVEL: 'info', ...o.extra };
 }
-
-const cred = (id: string, extra: Record<string, unknown> = {}): Record<string, unknown> => ({
-  type: 'claude',
-  email: id.replace(/\.json$/, ''),
-  access_token: `at-${id}`,
-  refresh_token: `rt-${id}`,
-  last_refresh: '2025-01-01T00:00:00Z',
-  ...extra,
-});
 
 const stats = (xs: number[]): string => {
   if (!xs.length) return 'n/a';
