@@ -4,7 +4,7 @@ import { Command, CommanderError, Option } from 'commander';
 // Command modules are imported when their command runs: `--help` and one-shot commands stay quick.
 import { resolveConfig, type Config, type Flags, LOG_LEVELS } from './config/config.js';
 import { createLogger } from './log.js';
-import { ConfigError, InvalidKeyError, VerificationError, errorMessage } from './core/errors.js';
+import { ConfigError, InvalidKeyError, StoreConfigError, VerificationError, errorMessage } from './core/errors.js';
 
 /** Exit codes (also in --help and README). */
 export const EXIT = { ok: 0, failure: 1, usage: 2, verification: 3 } as const;
@@ -13,7 +13,8 @@ const EXIT_HELP = `
 Exit codes:
   0  success
   1  runtime failure (store unreachable, an item could not be synced)
-  2  usage or configuration error (bad flag, bad variable, bad store URL)
+  2  usage or configuration error (bad flag, bad variable, bad store URL, store credentials or
+     settings the store refuses: wrong keys, missing bucket, unmet OBJECTSTORE_CONDITIONAL_WRITES=require)
   3  verification failure (an item re-read after writing did not match)`;
 
 const version = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -23,7 +24,7 @@ type CommonOpts = Flags & { json?: boolean; ifEmpty?: boolean };
 /** Options every command understands; flags win over environment and .env. */
 function common(cmd: Command): Command {
   return cmd
-    .option('--store <url>', 'store URL: file:///path, postgres://…[?schema=…] (env CREDSYNC_STORE; default: PGSTORE_DSN, OBJECTSTORE_*, GITSTORE_* or ./data/store)')
+    .option('--store <url>', 'store URL: file:///path, postgres://…[?schema=…], s3://bucket/prefix?endpoint=… (env CREDSYNC_STORE; default: PGSTORE_DSN, OBJECTSTORE_*, GITSTORE_* or ./data/store)')
     .option('--local-dir <dir>', 'mirror root the proxy reads (env CREDSYNC_LOCAL_DIR; default <*_LOCAL_PATH|WRITABLE_PATH|cwd>/pgstore …)')
     .addOption(new Option('--conflict <policy>', 'who wins when both sides changed (env CREDSYNC_CONFLICT)').choices(['newest', 'store', 'local']))
     .option('--max-delete <limit>', 'most deletions one reconcile may propagate: 50% or a count (env CREDSYNC_MAX_DELETE)')
@@ -60,7 +61,7 @@ function shutdownSignal(): Promise<string> {
 
 function buildProgram(setCode: (code: number) => void): Command {
   const program = new Command('credsync')
-    .description("Keeps a proxy's config.yaml and OAuth credential files identical across instances and restarts,\nby mirroring a local directory against a shared store (PostgreSQL or a directory).")
+    .description("Keeps a proxy's config.yaml and OAuth credential files identical across instances and restarts,\nby mirroring a local directory against a shared store (PostgreSQL, S3 or a directory).")
     .version(version, '-V, --version')
     .showHelpAfterError('(run credsync --help for usage)')
     .addHelpText('after', EXIT_HELP)
@@ -116,7 +117,7 @@ async function main(argv: string[]): Promise<number> {
     const debug = process.env.CREDSYNC_LOG_LEVEL === 'debug' || process.env.CREDSYNC_LOG_LEVEL === 'trace';
     process.stderr.write(`credsync: ${errorMessage(err)}\n`);
     if (debug && err instanceof Error && err.stack) process.stderr.write(err.stack + '\n');
-    if (err instanceof ConfigError || err instanceof InvalidKeyError) return EXIT.usage;
+    if (err instanceof ConfigError || err instanceof InvalidKeyError || err instanceof StoreConfigError) return EXIT.usage;
     if (err instanceof VerificationError) return EXIT.verification;
     return EXIT.failure;
   }

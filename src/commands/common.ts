@@ -7,7 +7,7 @@ import { openStore } from '../stores/registry.js';
 
 /** Store + mirror + engine for a resolved config. Nothing runs until the caller reconciles or starts it. */
 export async function buildEngine(config: Config, log: Logger, observer?: EngineObserver): Promise<Engine> {
-  const store = await openStore(config.store, { log, debounceMs: config.debounceMs, workDir: join(config.localDir, '.credsync', config.store.kind) });
+  const store = await openStore(config.store, { log, debounceMs: config.debounceMs, reconcileIntervalMs: config.reconcileIntervalMs, workDir: join(config.localDir, '.credsync', config.store.kind) });
   const engine = new Engine({
     store,
     mirror: new Mirror(config.localDir),

@@ -20,7 +20,14 @@ export async function runDaemon(config: Config, log: Logger, shutdown: Promise<s
   if (config.isDefault) {
     process.stderr.write(`credsync: no store configured; using the built-in directory store\n  store:  ${config.store.kind === 'dir' ? config.store.path : ''}\n  mirror: ${config.localDir}\n`);
   }
-  await engine.start();
+  try {
+    await engine.start();
+  } catch (err) {
+    // A configuration error at start-up (wrong keys, missing bucket …): exit 2 instead of looping.
+    await engine.close().catch(() => {});
+    await http?.close();
+    throw err;
+  }
   const signal = await shutdown;
   log.info({ signal }, `run: ${signal} received; flushing (at most ${config.shutdownTimeoutMs} ms)`);
   await engine.stop(config.shutdownTimeoutMs);

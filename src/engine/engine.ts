@@ -1,9 +1,9 @@
 import type { Logger } from 'pino';
 import type { Mirror, LocalState } from '../mirror/mirror.js';
 import { validateContent } from '../core/canonical.js';
-import { ConflictError, StoreError, InvalidKeyError, errorMessage } from '../core/errors.js';
+import { ConflictError, ItemRejectedError, StoreConfigError, StoreError, InvalidKeyError, errorMessage } from '../core/errors.js';
 import { CONFIG_KEY, keyKind, keyProblem, type Key, type KeyKind } from '../core/keys.js';
-import type { Change, Entry, Item, Store, StopWatching } from '../core/store.js';
+import type { Change, Entry, Item, Store, StoreCapabilities, StopWatching } from '../core/store.js';
 import { decide, type Action, type Side } from './decide.js';
 import { resolveConflict, type ConflictPolicy } from './conflict.js';
 import { allowedDeletes, DeleteWindow, formatDeleteLimit, type DeleteLimit } from './guard.js';
@@ -22,6 +22,8 @@ export interface EngineObserver {
   pending(count: number): void;
   lastSync(at: number): void;
   propagation(direction: 'push' | 'pull', seconds: number): void;
+  /** What the store promises, once it is initialised (e.g. whether its server enforces compare-and-swap). */
+  storeCapabilities?(capabilities: StoreCapabilities): void;
 }
 
 export type SyncMode = 'sync' | 'pull' | 'push';
@@ -65,6 +67,8 @@ export type ItemState = 'in-sync' | 'local-only' | 'store-only' | 'differs' | 'r
 
 export interface StatusReport {
   store: string;
+  /** What the store promises (compare-and-swap enforced or checked, watch push or poll). */
+  capabilities: StoreCapabilities;
   mirror: string;
   ready: boolean;
   storeUp: boolean;
@@ -98,8 +102,12 @@ const emptyReport = (): ReconcileReport => ({
   errors: [],
 });
 
-/** An outage (not a conflict, not a bad key): stop the pass and retry with backoff. */
-const isOutage = (err: unknown): boolean => err instanceof StoreError && !(err instanceof ConflictError);
+/**
+ * An outage (not a conflict, not one refused item): stop the pass, queue local changes, retry with
+ * backoff. A StoreConfigError counts too (the store is unusable), but is logged as an error with its fix
+ * and retried slowly; at start-up it ends the daemon instead (exit 2).
+ */
+const isOutage = (err: unknown): boolean => err instanceof StoreError && !(err instanceof ConflictError) && !(err instanceof ItemRejectedError);
 
 /**
  * Judges a store item. A store sets `Item.hash` (the canonical content hash) only for valid content,
@@ -207,6 +215,7 @@ export class Engine {
     if (this.storeInitialised) return;
     await this.o.store.init();
     this.storeInitialised = true;
+    this.o.observer?.storeCapabilities?.(this.o.store.capabilities);
     this.setStoreUp(true);
   }
 
@@ -504,6 +513,12 @@ export class Engine {
         } else if (err instanceof InvalidKeyError) {
           this.reject({ key: p.key, source: 'local', reason: err.reason });
           return;
+        } else if (err instanceof ItemRejectedError) {
+          // The store refused this one item (e.g. no permission on that object): the others go on.
+          const source = p.action === 'pull' || p.action === 'delete-local' ? 'store' : 'local';
+          if (source === 'local') this.state.markPending(p.key, errorMessage(err));
+          this.reject({ key: p.key, source, reason: errorMessage(err) });
+          return;
         } else {
           report.errors.push({ key: p.key, error: errorMessage(err) });
           this.log.error({ key: p.key, err: errorMessage(err) }, `sync ${p.key}: ${errorMessage(err)}`);
@@ -679,7 +694,12 @@ export class Engine {
   }
 
   private onPassFailure(err: unknown): void {
-    if (isOutage(err)) {
+    if (err instanceof StoreConfigError) {
+      // Not an outage that time will fix: say what to change, and retry slowly.
+      this.setStoreUp(false);
+      this.backoffMs = this.o.backoffMaxMs ?? 30_000;
+      this.log.error({ store: this.o.store.id, fix: err.fix }, `sync ${this.o.store.id}: ${errorMessage(err)}; mirror kept as is, local changes queued; retrying in ${this.backoffMs} ms`);
+    } else if (isOutage(err)) {
       this.setStoreUp(false);
       this.log.warn({ store: this.o.store.id, retryInMs: this.backoffMs, pending: this.state.pendingKeys().length }, `sync ${this.o.store.id}: store unreachable (${errorMessage(err)}); mirror kept as is, local changes queued; retrying in ${this.backoffMs} ms`);
     } else {
@@ -726,6 +746,14 @@ export class Engine {
   /** Starts watching both sides; the first full reconcile runs at once (retried with backoff). */
   async start(): Promise<void> {
     if (this.started) return;
+    // A configuration error (wrong keys, missing bucket, refused settings) ends the daemon at start-up
+    // (exit 2) instead of becoming an endless outage loop. An unreachable store is retried as usual.
+    try {
+      await this.ensureStore();
+    } catch (err) {
+      if (err instanceof StoreConfigError) throw err;
+      if (!isOutage(err)) throw err;
+    }
     this.started = true;
     this.stopWatchers.push(
       await watchTree(this.o.mirror.tree, {
@@ -799,6 +827,7 @@ export class Engine {
       }
       return {
         store: this.o.store.id,
+        capabilities: this.o.store.capabilities,
         mirror: this.o.mirror.root,
         ready: this.ready,
         storeUp: this._storeUp,

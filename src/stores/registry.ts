@@ -16,8 +16,24 @@ export async function openStore(spec: StoreSpec, ctx: StoreContext = {}): Promis
       const { createPostgresStore } = await import('./postgres/index.js');
       return createPostgresStore({ dsn: spec.dsn, schema: spec.schema, log: ctx.log });
     }
-    case 's3':
+    case 's3': {
+      const { createS3Store } = await import('./s3/index.js');
+      return createS3Store({
+        endpoint: spec.endpoint,
+        bucket: spec.bucket,
+        accessKey: spec.accessKey,
+        secretKey: spec.secretKey,
+        prefix: spec.prefix,
+        region: spec.region,
+        virtualHostedStyle: spec.virtualHostedStyle,
+        createBucket: spec.createBucket,
+        conditionalWrites: spec.conditionalWrites,
+        pollIntervalMs: spec.pollIntervalMs,
+        listIntervalMs: ctx.reconcileIntervalMs,
+        log: ctx.log,
+      });
+    }
     case 'git':
-      throw new ConfigError(`store ${spec.kind}: not available in this version of credsync (supported: file://, postgres://)`);
+      throw new ConfigError(`store ${spec.kind}: not available in this version of credsync (supported: file://, postgres://, s3://)`);
   }
 }
