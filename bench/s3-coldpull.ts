@@ -35,7 +35,7 @@ export const s3ColdPullBench: S3Bench = {
     ctx.log(`  uploading ${n} credentials to ${ctx.server.name}`);
     const items = Array.from({ length: n }, (_, i) => ({ key: `auths/${credId(i)}`, body: fileText(makeCred(i)), contentType: 'application/json' }));
     const u0 = performance.now();
-    await putMany(c, bucket, [...items, { key: 'config/config.yaml', body: SAMPLE_CONFIG, contentType: 'application/x-yaml' }], 64);
+    await putMany(c, bucket, [...items, { key: 'config/config.yaml', body: SAMPLE_CONFIG, contentType: 'application/x-yaml' }], 48);
     const uploadMs = performance.now() - u0;
     const avgBytes = Math.round(items.reduce((s, i) => s + i.body.length, 0) / n);
 

@@ -50,7 +50,7 @@ export async function benchBucket(c: S3Client, tag: string): Promise<string> {
 }
 
 /** Uploads `items` with `parallel` PUTs in flight. */
-export async function putMany(c: S3Client, bucket: string, items: ReadonlyArray<{ key: string; body: string; contentType?: string }>, parallel = 64): Promise<void> {
+export async function putMany(c: S3Client, bucket: string, items: ReadonlyArray<{ key: string; body: string; contentType?: string }>, parallel = 48): Promise<void> {
   let next = 0;
   const worker = async (): Promise<void> => {
     while (next < items.length) {

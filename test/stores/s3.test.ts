@@ -11,7 +11,7 @@
  */
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createS3Store, type S3Store, type S3StoreOptions } from '../../src/stores/s3/index.js';
-import { ConflictError, InvalidContentError, StoreConfigError, StoreError } from '../../src/core/errors.js';
+import { ConflictError, InvalidContentError, ItemRejectedError, StoreConfigError, StoreError } from '../../src/core/errors.js';
 import type { Change } from '../../src/core/store.js';
 import { storeConformance, type StoreFixture } from './conformance.js';
 import { EXPECTED_CONDITIONS, emptyPrefix, ensureBucket, getRaw, headRaw, listAll, putRaw, rawClient, uniqueName, type S3TestServer } from '../support/s3-server.js';
@@ -409,6 +409,31 @@ for (const srv of servers) {
           // The server accepted ours against the version we had read; the later blind write is just
           // a later write (a credsync writer would have sent If-Match and been refused), seen by watchers.
           expect(r).toBeNull();
+        }
+      });
+
+      it('AccessDenied on one object rejects that item only, naming the S3 action and the object (RGW bucket policy)', async (tc) => {
+        if (srv.kind !== 'rgw') tc.skip('needs bucket policies (RGW): Swift s3api and s3rver have none');
+        const prefix = freshPrefix();
+        const s = await open(prefix);
+        const { PutBucketPolicyCommand, DeleteBucketPolicyCommand } = await import('@aws-sdk/client-s3');
+        const Policy = JSON.stringify({
+          Version: '2012-10-17',
+          Statement: [{ Effect: 'Deny', Principal: '*', Action: ['s3:PutObject'], Resource: [`arn:aws:s3:::${bucket}/${prefix}/auths/denied.json`] }],
+        });
+        await raw.send(new PutBucketPolicyCommand({ Bucket: bucket, Policy }));
+        try {
+          const err = await s.put('auths/denied.json', enc('{"d":1}'), { ifVersion: null }).then(
+            () => null,
+            (e: unknown) => e as Error,
+          );
+          expect(err).toBeInstanceOf(ItemRejectedError);
+          expect(err!.message).toContain(`s3:PutObject on ${prefix}/auths/denied.json`);
+          expect(err!.message).toMatch(/access denied \(403 AccessDenied\)/);
+          expect(err!.message).not.toContain(srv.secretKey);
+          await s.put('auths/allowed.json', enc('{"a":1}'), { ifVersion: null });
+        } finally {
+          await raw.send(new DeleteBucketPolicyCommand({ Bucket: bucket }));
         }
       });
 

@@ -293,6 +293,49 @@ for (const srv of servers) {
       });
     });
 
+    // ------------------------------------------------------------------ one object denied
+
+    describe('an object the credentials may not write (bucket policy)', () => {
+      const g = processGroup('all');
+      const bucket = uniqueName(`deny-${srv.kind}`);
+      let root: { path: string; remove(): Promise<void> };
+      let D: Daemon | undefined;
+      beforeAll(async () => {
+        root = await tempDir('credsync-s3deny-');
+      });
+      afterAll(async () => {
+        await g.killAll();
+        const { DeleteBucketPolicyCommand, DeleteBucketCommand } = await import('@aws-sdk/client-s3');
+        await raw.send(new DeleteBucketPolicyCommand({ Bucket: bucket })).catch(() => {});
+        await emptyPrefix(raw, bucket);
+        await raw.send(new DeleteBucketCommand({ Bucket: bucket })).catch(() => {});
+        await root?.remove();
+      });
+
+      it('is rejected alone, named with the S3 action and the object; the others sync and the daemon stays ready', async (tc) => {
+        if (srv.kind !== 'rgw') tc.skip('needs bucket policies (RGW): Swift s3api and s3rver have none');
+        dumpOnFailure(() => [D]);
+        const { CreateBucketCommand, PutBucketPolicyCommand } = await import('@aws-sdk/client-s3');
+        await raw.send(new CreateBucketCommand({ Bucket: bucket }));
+        const Policy = JSON.stringify({ Version: '2012-10-17', Statement: [{ Effect: 'Deny', Principal: '*', Action: ['s3:PutObject'], Resource: [`arn:aws:s3:::${bucket}/auths/denied.json`] }] });
+        await raw.send(new PutBucketPolicyCommand({ Bucket: bucket, Policy }));
+        const m = join(root.path, 'm');
+        await writeAuth(m, 'ok-1.json', cred('ok-1.json'));
+        await writeAuth(m, 'denied.json', cred('denied.json'));
+        const push = await g.cli(['push'], { env: s3Env(srv, bucket, m) });
+        expect(push.code, push.stderr).toBe(0);
+        expect(push.stdout).toMatch(/rejected auths\/denied\.json \(local\): .*s3:PutObject on auths\/denied\.json: access denied/);
+        expect(await getRaw(raw, bucket, 'auths/ok-1.json')).not.toBeNull();
+        expect(await getRaw(raw, bucket, 'auths/denied.json')).toBeNull();
+        D = await g.start({ env: s3Env(srv, bucket, m), name: 'deny' });
+        await writeAuth(m, 'ok-2.json', cred('ok-2.json'));
+        await waitFor('ok-2 stored', async () => (await getRaw(raw, bucket, 'auths/ok-2.json')) !== null, 5000);
+        expect((await D.get('/readyz')).status).toBe(200);
+        expect((await D.get('/metrics')).body).toMatch(/^credsync_rejected_files 1$/m);
+        expect(logged(D, /s3:PutObject on auths\/denied\.json: access denied/).length).toBeGreaterThanOrEqual(1);
+      });
+    });
+
     // ------------------------------------------------------------------ configuration errors
 
     describe('configuration errors exit 2 and say why', () => {
