@@ -6,6 +6,8 @@ import { buildEngine } from './common.js';
 export function formatStatus(s: StatusReport): string {
   const lines = [
     `store   ${s.store}`,
+    `        compare-and-swap ${s.capabilities.cas === 'enforced' ? 'enforced by the store' : 'checked by credsync (the store does not enforce conditional writes: a narrow race remains)'}; ` +
+      `changes ${s.capabilities.watch === 'push' ? 'announced by the store' : s.capabilities.watch === 'poll' ? `polled every ${s.capabilities.pollIntervalMs ?? '?'} ms` : 'seen at periodic reconciles'}`,
     `mirror  ${s.mirror}`,
     `last full sync ${s.lastSyncAt ?? 'never'}`,
     `${s.counts['in-sync']} in sync, ${s.counts['local-only']} local only, ${s.counts['store-only']} store only, ${s.counts.differs} differ, ${s.counts.rejected} rejected; ${s.pending.length} pending push(es)`,

@@ -186,6 +186,7 @@ export interface Classified {
     | 'other';
 }
 
+const STATUS_NAMES: Record<number, string> = { 301: 'MovedPermanently', 304: 'NotModified', 400: 'BadRequest', 403: 'Forbidden', 404: 'NotFound', 409: 'Conflict', 412: 'PreconditionFailed', 500: 'InternalError', 501: 'NotImplemented', 503: 'ServiceUnavailable' };
 const CREDENTIAL_CODES = new Set(['SignatureDoesNotMatch', 'InvalidAccessKeyId', 'InvalidToken', 'ExpiredToken', 'TokenRefreshRequired', 'InvalidSecurity', 'CredentialsProviderError']);
 const DENIED_CODES = new Set(['AccessDenied', 'AllAccessDisabled', 'AccountProblem', 'Forbidden']);
 const REGION_CODES = new Set(['AuthorizationHeaderMalformed', 'PermanentRedirect', 'IllegalLocationConstraintException', 'InvalidRegion']);
@@ -193,7 +194,9 @@ const REGION_CODES = new Set(['AuthorizationHeaderMalformed', 'PermanentRedirect
 export function classify(err: unknown): Classified {
   const e = err as { name?: unknown; Code?: unknown; code?: unknown; $metadata?: { httpStatusCode?: number } } | null;
   const status = e?.$metadata?.httpStatusCode;
-  const code = String((typeof e?.Code === 'string' && e.Code) || (typeof e?.name === 'string' && e.name) || (typeof e?.code === 'string' && e.code) || 'Error');
+  let code = String((typeof e?.Code === 'string' && e.Code) || (typeof e?.name === 'string' && e.name) || (typeof e?.code === 'string' && e.code) || 'Error');
+  // Answers without a body (HEAD, 304) carry no error code: name them by their status.
+  if ((code === 'Unknown' || code === 'UnknownError') && status !== undefined) code = STATUS_NAMES[status] ?? `HTTP${status}`;
   const k = (kind: Classified['kind']): Classified => ({ status, code, kind });
   if (code === 'NoSuchBucket') return k('no-bucket');
   if (status === 304 || code === 'NotModified') return k('not-modified');
