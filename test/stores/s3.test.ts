@@ -10,6 +10,7 @@
  * faults injected by a proxy in front of the real server (test/support/s3-proxy.ts), never a mock.
  */
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { pino } from 'pino';
 import { createS3Store, type S3Store, type S3StoreOptions } from '../../src/stores/s3/index.js';
 import { ConflictError, InvalidContentError, ItemRejectedError, StoreConfigError, StoreError } from '../../src/core/errors.js';
 import type { Change } from '../../src/core/store.js';
@@ -209,6 +210,43 @@ for (const srv of servers) {
             expect(String((err as { cause?: Error }).cause?.message ?? ''), a.what).not.toContain(secret);
             expect(JSON.stringify(err), a.what).not.toContain(secret);
           }
+        }
+      });
+
+      it("without keys uses the AWS default credential chain and logs which provider answered; with none, a configuration error", async () => {
+        const saved = { ...process.env };
+        const lines: string[] = [];
+        const log = pino({ level: 'info' }, { write: (l: string) => void lines.push(l) });
+        try {
+          process.env.AWS_ACCESS_KEY_ID = srv.accessKey;
+          process.env.AWS_SECRET_ACCESS_KEY = srv.secretKey;
+          const s = createS3Store({ endpoint: srv.endpoint, bucket, prefix: freshPrefix(), log });
+          stores.push(s);
+          await s.init();
+          await s.put('auths/chain.json', enc('{"c":1}'));
+          expect(lines.join('\n')).toMatch(/credentials from the AWS default credential chain: environment \(AWS_ACCESS_KEY_ID\)/);
+          expect(lines.join('\n')).not.toContain(srv.secretKey);
+
+          delete process.env.AWS_ACCESS_KEY_ID;
+          delete process.env.AWS_SECRET_ACCESS_KEY;
+          process.env.AWS_EC2_METADATA_DISABLED = 'true';
+          process.env.AWS_SHARED_CREDENTIALS_FILE = '/nonexistent/credentials';
+          process.env.AWS_CONFIG_FILE = '/nonexistent/config';
+          delete process.env.AWS_PROFILE;
+          delete process.env.AWS_WEB_IDENTITY_TOKEN_FILE;
+          delete process.env.AWS_CONTAINER_CREDENTIALS_RELATIVE_URI;
+          delete process.env.AWS_CONTAINER_CREDENTIALS_FULL_URI;
+          const none = createS3Store({ endpoint: srv.endpoint, bucket, prefix: freshPrefix() });
+          stores.push(none);
+          const err = await none.init().then(
+            () => null,
+            (e: unknown) => e as Error,
+          );
+          expect(err).toBeInstanceOf(StoreConfigError);
+          expect(err!.message).toMatch(/OBJECTSTORE_ACCESS_KEY\/OBJECTSTORE_SECRET_KEY are unset and the AWS default credential chain found none/);
+        } finally {
+          for (const k of Object.keys(process.env)) if (!(k in saved)) delete process.env[k];
+          Object.assign(process.env, saved);
         }
       });
 
