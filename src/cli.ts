@@ -16,7 +16,8 @@ Exit codes:
   1  runtime failure: store unreachable, an item rejected or not synced, a doctor check failed;
      status --exit-code: not all in sync
   2  usage or configuration error: bad flag, variable or store URL, wrong credentials, missing
-     database/bucket/branch, address in use, unwritable mirror (the message names the setting)
+     database/bucket/branch, OBJECTSTORE_CONDITIONAL_WRITES=require unmet, address in use, unwritable
+     mirror (the message names the setting)
   3  verification failure: an archive that does not verify, an item re-read after writing that does not match
   4  refused by a guard: deletions beyond --max-delete, an empty store pulled into an empty mirror,
      restore --mode mirror onto a non-empty store without --force`;
@@ -28,7 +29,7 @@ type CommonOpts = Flags & { json?: boolean; ifEmpty?: boolean; dryRun?: boolean;
 /** Options every command understands; flags win over environment and .env. */
 function common(cmd: Command): Command {
   return cmd
-    .option('--store <url>', 'store URL: file:///path, postgres://…[?schema=…] (env CREDSYNC_STORE; default: PGSTORE_DSN, OBJECTSTORE_*, GITSTORE_* or ./data/store)')
+    .option('--store <url>', 'store URL: file:///path, postgres://…[?schema=…], s3://bucket/prefix?endpoint=… (env CREDSYNC_STORE; default: PGSTORE_DSN, OBJECTSTORE_*, GITSTORE_* or ./data/store)')
     .option('--local-dir <dir>', 'mirror root the proxy reads (env CREDSYNC_LOCAL_DIR; default <*_LOCAL_PATH|WRITABLE_PATH|cwd>/pgstore …)')
     .addOption(new Option('--conflict <policy>', 'who wins when both sides changed (env CREDSYNC_CONFLICT)').choices(['newest', 'store', 'local']))
     .option('--max-delete <limit>', 'most deletions one reconcile may propagate: 50% or a count (env CREDSYNC_MAX_DELETE)')
@@ -63,7 +64,7 @@ function shutdownSignal(): Promise<string> {
 
 function buildProgram(setCode: (code: number) => void): Command {
   const program = new Command('credsync')
-    .description("Keeps a proxy's config.yaml and OAuth credential files identical across instances and restarts,\nby mirroring a local directory against a shared store (PostgreSQL or a directory).")
+    .description("Keeps a proxy's config.yaml and OAuth credential files identical across instances and restarts,\nby mirroring a local directory against a shared store (PostgreSQL, S3 or a directory).")
     .version(version, '-V, --version')
     .showHelpAfterError('(run credsync --help for usage)')
     .addHelpText('after', EXIT_HELP)

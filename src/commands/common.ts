@@ -24,7 +24,7 @@ export async function buildEngine(config: Config, log: Logger, o: BuildOptions =
   // A read-only run (status, --dry-run) must not create the store's working files in the mirror (the Git
   // store's clone): it gets a private temporary directory instead, removed when the store closes.
   const scratch = o.readOnly ? await mkdtemp(join(tmpdir(), 'credsync-ro-')) : undefined;
-  const opened = await openStore(config.store, { log, debounceMs: config.debounceMs, workDir: scratch ?? join(config.localDir, '.credsync', config.store.kind) }, config.encryption);
+  const opened = await openStore(config.store, { log, debounceMs: config.debounceMs, reconcileIntervalMs: config.reconcileIntervalMs, workDir: scratch ?? join(config.localDir, '.credsync', config.store.kind) }, config.encryption);
   const store: typeof opened = scratch
     ? Object.create(opened, {
         close: {

@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/config.js';
 import { ConfigError, StoreConfigError, StoreError, errorMessage } from '../core/errors.js';
 import { keyProblem } from '../core/keys.js';
+import type { StoreCapabilities } from '../core/store.js';
 import type { StatusReport } from '../engine/engine.js';
 import { StateFile } from '../engine/state.js';
 import { Mirror } from '../mirror/mirror.js';
@@ -14,6 +15,8 @@ export interface StatusOutput {
   /** false: the store could not be reached; items then come from the mirror and the state file only. */
   online: boolean;
   offlineReason?: string;
+  /** What the store promises (known only online). */
+  capabilities?: StoreCapabilities;
   lastSyncAt: string | null;
   counts: StatusReport['counts'];
   items: StatusReport['items'];
@@ -33,9 +36,17 @@ interface KeyDetail {
   why: string;
 }
 
+function capabilityLine(c: StoreCapabilities): string {
+  return (
+    `        compare-and-swap ${c.cas === 'enforced' ? 'enforced by the store' : 'checked by credsync (the store does not enforce conditional writes: a narrow race remains)'}; ` +
+    `changes ${c.watch === 'push' ? 'announced by the store' : c.watch === 'poll' ? `polled every ${c.pollIntervalMs ?? '?'} ms` : 'seen at periodic reconciles'}`
+  );
+}
+
 export function formatStatus(s: StatusOutput): string {
   const lines = [
     `store   ${s.store}${s.online ? '' : `  (OFFLINE: ${s.offlineReason}; showing what the mirror and the state file know)`}`,
+    ...(s.capabilities ? [capabilityLine(s.capabilities)] : []),
     `mirror  ${s.mirror}`,
     `last full sync ${s.lastSyncAt ?? 'never'}`,
   ];
@@ -110,7 +121,7 @@ export async function runStatus(config: Config, log: Logger, o: { json?: boolean
   let s: StatusOutput;
   try {
     const r = await engine.status({ readOnly: true });
-    s = { store: r.store, mirror: r.mirror, online: true, lastSyncAt: r.lastSyncAt, counts: r.counts, items: r.items, pending: r.pending };
+    s = { store: r.store, capabilities: r.capabilities, mirror: r.mirror, online: true, lastSyncAt: r.lastSyncAt, counts: r.counts, items: r.items, pending: r.pending };
   } catch (err) {
     if (!(err instanceof StoreError) || err instanceof StoreConfigError) throw err;
     s = await offlineView(config, errorMessage(err), engine.state.data.store);

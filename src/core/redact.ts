@@ -64,3 +64,20 @@ export class Scrubber {
 
 /** The one scrubber of this process. */
 export const secrets = new Scrubber();
+
+/**
+ * Replaces every occurrence of each secret (and its URL-encoded form) in `text` with `***`.
+ * For messages that come from a server or a driver and may echo what it was sent (an access key id
+ * in an error body, a credential in a URL). Secrets shorter than 3 characters are ignored: replacing
+ * them would mangle ordinary words without protecting anything.
+ */
+export function scrubSecrets(text: string, secrets: ReadonlyArray<string | undefined>): string {
+  let out = text;
+  for (const s of secrets) {
+    if (!s || s.length < 3) continue;
+    out = out.split(s).join('***');
+    const enc = encodeURIComponent(s);
+    if (enc !== s) out = out.split(enc).join('***');
+  }
+  return out;
+}

@@ -133,6 +133,11 @@ export interface StoreContext {
   /** Quiet time for stores that watch files (the directory store). */
   readonly debounceMs?: number;
   /**
+   * The engine's full-reconcile interval. A polling store that also lists on its own (S3) does so at
+   * least this often, so a writer that never announces its changes is seen within one interval.
+   */
+  readonly reconcileIntervalMs?: number;
+  /**
    * A private directory the store may keep working files in (the Git store's clone): the mirror's
    * `.credsync/<store kind>/`, 0700. Never the mirror itself, which belongs to the proxy.
    */

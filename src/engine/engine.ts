@@ -67,6 +67,7 @@ export class Engine {
       const { plans } = await this.reconciler.planEverything(o.readOnly ?? false);
       return buildStatus(plans, this.reconciler.rejections.values(), {
         store: this.o.store.id,
+        capabilities: this.o.store.capabilities,
         mirror: this.o.mirror.root,
         ready: this.ready,
         storeUp: this.reconciler.storeUp,

@@ -101,6 +101,7 @@ export class Reconciler {
     await this.o.store.init({ readOnly });
     // A read-only init created nothing: a later writing pass initialises for real.
     this.storeInitialised = !readOnly;
+    this.o.observer?.storeCapabilities?.(this.o.store.capabilities);
     this.setStoreUp(true);
   }
 

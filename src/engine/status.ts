@@ -1,3 +1,4 @@
+import type { StoreCapabilities } from '../core/store.js';
 import type { Plan } from './plan.js';
 import type { StateData } from './state.js';
 import type { ItemState, Rejection, StatusReport } from './types.js';
@@ -6,7 +7,7 @@ import type { ItemState, Rejection, StatusReport } from './types.js';
 export function buildStatus(
   plans: readonly Plan[],
   rejections: readonly Rejection[],
-  meta: { store: string; mirror: string; ready: boolean; storeUp: boolean; state: StateData },
+  meta: { store: string; capabilities: StoreCapabilities; mirror: string; ready: boolean; storeUp: boolean; state: StateData },
 ): StatusReport {
   const counts: Record<ItemState, number> = { 'in-sync': 0, 'local-only': 0, 'store-only': 0, differs: 0, rejected: 0 };
   const items: StatusReport['items'] = [];
@@ -46,6 +47,7 @@ export function buildStatus(
   const s = meta.state;
   return {
     store: meta.store,
+    capabilities: meta.capabilities,
     mirror: meta.mirror,
     ready: meta.ready,
     storeUp: meta.storeUp,

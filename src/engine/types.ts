@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { Key, KeyKind } from '../core/keys.js';
-import type { Store } from '../core/store.js';
+import type { Store, StoreCapabilities } from '../core/store.js';
 import type { Mirror } from '../mirror/mirror.js';
 import type { Action } from './decide.js';
 import type { ConflictPolicy } from './conflict.js';
@@ -16,6 +16,8 @@ export interface EngineObserver {
   pending(count: number): void;
   lastSync(at: number): void;
   propagation(direction: 'push' | 'pull', seconds: number): void;
+  /** What the store promises, once it is initialised (e.g. whether its server enforces compare-and-swap). */
+  storeCapabilities?(capabilities: StoreCapabilities): void;
 }
 
 /** The direction a pass may act in: `pull` for init containers, `push` for the shutdown flush. */
@@ -90,6 +92,8 @@ export type ItemState = 'in-sync' | 'local-only' | 'store-only' | 'differs' | 'r
 
 export interface StatusReport {
   store: string;
+  /** What the store promises (compare-and-swap enforced or checked, watch push or poll). */
+  capabilities: StoreCapabilities;
   mirror: string;
   ready: boolean;
   storeUp: boolean;

@@ -1,6 +1,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { EngineObserver } from '../engine/engine.js';
 import type { KeyKind } from '../core/keys.js';
+import type { StoreCapabilities } from '../core/store.js';
 
 /**
  * Prometheus series, prefix `credsync_`. Labels are low-cardinality enums (kind, direction, source):
@@ -16,6 +17,11 @@ export class Metrics implements EngineObserver {
   private readonly rejectedFiles = new Gauge({ name: 'credsync_rejected_files', help: 'Files or store items currently refused', registers: [this.registry] });
   private readonly pendingGauge = new Gauge({ name: 'credsync_pending_pushes', help: 'Local changes queued while the store is unreachable', registers: [this.registry] });
   private readonly up = new Gauge({ name: 'credsync_store_up', help: '1 when the store answered the last operation', registers: [this.registry] });
+  private readonly casEnforced = new Gauge({
+    name: 'credsync_store_cas_enforced',
+    help: '1 when the store itself refuses stale writes (compare-and-swap enforced), 0 when credsync checks then writes (a narrow race remains)',
+    registers: [this.registry],
+  });
   private readonly lastSyncGauge = new Gauge({ name: 'credsync_last_sync_timestamp_seconds', help: 'Unix time of the last successful full reconcile', registers: [this.registry] });
   private readonly latency = new Histogram({
     name: 'credsync_propagation_latency_seconds',
@@ -55,6 +61,9 @@ export class Metrics implements EngineObserver {
   }
   lastSync(at: number): void {
     this.lastSyncGauge.set(at / 1000);
+  }
+  storeCapabilities(c: StoreCapabilities): void {
+    this.casEnforced.set(c.cas === 'enforced' ? 1 : 0);
   }
   propagation(direction: 'push' | 'pull', seconds: number): void {
     this.latency.observe({ direction }, seconds);

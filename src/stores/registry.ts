@@ -28,6 +28,23 @@ async function openInner(spec: StoreSpec, ctx: StoreContext): Promise<Store> {
       const { createPostgresStore } = await import('./postgres/index.js');
       return createPostgresStore({ dsn: spec.dsn, schema: spec.schema, log: ctx.log });
     }
+    case 's3': {
+      const { createS3Store } = await import('./s3/index.js');
+      return createS3Store({
+        endpoint: spec.endpoint,
+        bucket: spec.bucket,
+        accessKey: spec.accessKey,
+        secretKey: spec.secretKey,
+        prefix: spec.prefix,
+        region: spec.region,
+        virtualHostedStyle: spec.virtualHostedStyle,
+        createBucket: spec.createBucket,
+        conditionalWrites: spec.conditionalWrites,
+        pollIntervalMs: spec.pollIntervalMs,
+        listIntervalMs: ctx.reconcileIntervalMs,
+        log: ctx.log,
+      });
+    }
     case 'git': {
       // The private clone lives in <mirror>/.credsync/git/: never the mirror itself, never a guess.
       if (!ctx.workDir) throw new ConfigError('store git: no working directory for the clone (expected <mirror>/.credsync/git/); this is a bug in the caller');
@@ -43,8 +60,6 @@ async function openInner(spec: StoreSpec, ctx: StoreContext): Promise<Store> {
         log: ctx.log,
       });
     }
-    case 's3':
-      throw new ConfigError(`store ${spec.kind}: not available in this version of credsync (supported: file://, postgres://, git)`);
   }
 }
 
