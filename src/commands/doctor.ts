@@ -38,6 +38,8 @@ export interface KindCheckContext {
  */
 export const KIND_CHECKS: Partial<Record<StoreSpec['kind'], (ctx: KindCheckContext) => Promise<Check[]>>> = {
   postgres: async (ctx) => (await import('./doctor-postgres.js')).postgresChecks(ctx),
+  s3: async (ctx) => (await import('../stores/registry.js')).diagnose(ctx.spec),
+  git: async (ctx) => (await import('../stores/registry.js')).diagnose(ctx.spec),
 };
 
 export interface DoctorOptions {

@@ -143,3 +143,11 @@ export interface StoreContext {
    */
   readonly workDir?: string;
 }
+
+/** One check a store can run on its own deployment (`doctor`): ok / warn / fail, and the fix. */
+export interface Diagnosis {
+  readonly status: 'ok' | 'warn' | 'fail';
+  readonly check: string;
+  readonly detail: string;
+  readonly fix?: string;
+}

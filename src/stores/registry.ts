@@ -1,3 +1,4 @@
+import type { Diagnosis } from '../core/store.js';
 import type { StoreSpec } from './spec.js';
 import { ConfigError } from '../core/errors.js';
 import type { Store, StoreContext } from '../core/store.js';
@@ -89,3 +90,23 @@ export {
   type SealKey,
   type SealedStore,
 } from './sealed/index.js';
+
+/**
+ * The checks a store kind runs on its own deployment for `doctor` (S3: list/put/get/delete on the
+ * prefix and conditional writes; Git: read and push rights, the branch). Loaded lazily like the stores;
+ * kinds with checks elsewhere (PostgreSQL: commands/doctor-postgres) or none return an empty list.
+ */
+export async function diagnose(spec: StoreSpec): Promise<Diagnosis[]> {
+  switch (spec.kind) {
+    case 's3': {
+      const { diagnoseS3 } = await import('./s3/diagnose.js');
+      return diagnoseS3({ ...spec, pollIntervalMs: spec.pollIntervalMs });
+    }
+    case 'git': {
+      const { diagnoseGit } = await import('./git/diagnose.js');
+      return diagnoseGit({ url: spec.url, username: spec.username, token: spec.token, author: spec.author, branch: spec.branch });
+    }
+    default:
+      return [];
+  }
+}

@@ -15,7 +15,9 @@ import { tempDir } from '../support/tmp.js';
 
 const procs = processGroup('each');
 const { fresh, work } = fixtureScope('credsync-cli-ops-');
-const cli = (args: string[]) => procs.cli(args, { cwd: NEUTRAL_CWD, timeoutMs: 60_000 });
+// S3 store URLs carry no keys: the CLI reads them from OBJECTSTORE_*, as an operator's shell would hold them.
+const s3Keys = (): Record<string, string | undefined> => ({ OBJECTSTORE_ACCESS_KEY: process.env.OBJECTSTORE_ACCESS_KEY, OBJECTSTORE_SECRET_KEY: process.env.OBJECTSTORE_SECRET_KEY });
+const cli = (args: string[]) => procs.cli(args, { cwd: NEUTRAL_CWD, timeoutMs: 60_000, env: s3Keys() });
 
 describe('operator commands: help and usage', () => {
   it.each(['migrate', 'backup', 'restore', 'prune', 'doctor'])('%s --help shows an example and the exit codes', async (cmd) => {
@@ -73,7 +75,7 @@ for (const kind of STORE_KINDS) {
       // A pipe through the shell: backup's stdout is restore's stdin.
       const pipe = spawn('bash', ['-c', `set -o pipefail; "${process.execPath}" "${CLI}" backup --from "$SRC" --out - | tee "$ARCHIVE" | "${process.execPath}" "${CLI}" restore --in - --to "$DST" --json`], {
         cwd: NEUTRAL_CWD,
-        env: { ...cleanEnv(), SRC: src, DST: dst, ARCHIVE: archive },
+        env: { ...cleanEnv(s3Keys()), SRC: src, DST: dst, ARCHIVE: archive },
         stdio: ['ignore', 'pipe', 'pipe'],
       });
       procs.children.add(pipe);

@@ -138,3 +138,37 @@ describe('doctor on a directory store', () => {
     expect(byName(wrong.json.checks, 'configuration')).toMatchObject({ status: 'fail', detail: expect.stringContaining('postgres was expected') });
   });
 });
+
+describe('doctor on S3 and Git deployments', () => {
+  const kind = (name: string) => STORE_KINDS.find((k) => k.name === name)!;
+
+  it('S3: list/put/get/delete on the prefix work, and it says whether conditional writes are enforced', async (ctx) => {
+    const s3 = kind('s3');
+    const why = s3.skip();
+    if (why) ctx.skip(why);
+    const fresh = await s3.make();
+    fixtures.push(fresh);
+    const before = await doctor(fresh.url, await healthyMirror());
+    expect(byName(before.json.checks, 's3 bucket')).toMatchObject({ status: 'warn', fix: expect.stringMatching(/creates it/) });
+    const f = await s3.make();
+    fixtures.push(f);
+    await seed(f.url, { 'auths/a.json': '{"type":"claude"}' });
+    const r = await doctor(f.url, await healthyMirror());
+    expect(byName(r.json.checks, 's3 permissions').status).toBe('ok');
+    expect(['ok', 'warn']).toContain(byName(r.json.checks, 's3 conditional writes').status);
+  });
+
+  it('Git: read and push rights on the remote, the branch; a missing repository fails with the fix', async () => {
+    const git = kind('git');
+    const f = await git.make();
+    fixtures.push(f);
+    const r = await doctor(f.url, await healthyMirror());
+    expect(byName(r.json.checks, 'git read (ls-remote)').status).toBe('ok');
+    expect(byName(r.json.checks, 'git push rights').status).toBe('ok');
+    const missing = await doctor('git+file:///nonexistent/credsync-no-such-repo.git', await healthyMirror());
+    expect(missing.code).toBe(1);
+    const read = byName(missing.json.checks, 'git read (ls-remote)');
+    expect(read.status).toBe('fail');
+    expect(read.fix).toMatch(/GITSTORE_GIT_URL/);
+  });
+});

@@ -8,6 +8,7 @@ import { afterEach, inject } from 'vitest';
 import { pino } from 'pino';
 import { pathToFileURL } from 'node:url';
 import { join } from 'node:path';
+import { execFileSync } from 'node:child_process';
 import { contentHash } from '../../src/core/canonical.js';
 import type { Key } from '../../src/core/keys.js';
 import { openSide, readBatch, specOfUrl } from '../../src/commands/operator.js';
@@ -53,8 +54,40 @@ export const STORE_KINDS: StoreKind[] = [
       return { url: u.toString(), cleanup: () => ns.drop() };
     },
   },
-  // { name: 's3-…', skip: …, make: … },   ← S3 (s3rver, Swift, RGW) and Git go here
+  {
+    // The first S3 server of the run (s3rver in `npm test`, or CREDSYNC_TEST_S3_URL), a fresh bucket per
+    // fixture. The store URL names bucket and endpoint; the keys come from OBJECTSTORE_*, as for an operator.
+    name: 's3',
+    skip: () => {
+      if (s3Server()) return null;
+      if (isCi()) throw new Error(`no S3 server in CI: ${inject('s3Missing').join('; ')}`);
+      return `no S3 server (${inject('s3Missing').join('; ')})`;
+    },
+    async make() {
+      const srv = s3Server()!;
+      process.env.OBJECTSTORE_ACCESS_KEY = srv.accessKey;
+      process.env.OBJECTSTORE_SECRET_KEY = srv.secretKey;
+      const bucket = `cmd-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+      return { url: `s3://${bucket}/ops?endpoint=${encodeURIComponent(srv.endpoint)}`, cleanup: async () => {} };
+    },
+  },
+  {
+    // A bare repository made by the test, over file:// (the smart-HTTP transport has its own tests).
+    name: 'git',
+    skip: () => null,
+    async make() {
+      const d = await tempDir('credsync-cmd-git-');
+      const repo = join(d.path, 'remote.git');
+      execFileSync('git', ['init', '--bare', '--quiet', '--initial-branch=main', repo]);
+      return { url: `git+${pathToFileURL(repo).href}`, cleanup: () => d.remove() };
+    },
+  },
 ];
+
+/** The S3 server the command tests use: the first one the global setup provides (s3rver by default). */
+function s3Server(): { endpoint: string; accessKey: string; secretKey: string } | undefined {
+  return inject('s3Servers')[0];
+}
 
 /** Output captured instead of printed. */
 export interface CapturedIo extends Io {

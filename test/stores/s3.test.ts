@@ -131,14 +131,16 @@ for (const srv of servers) {
         const prefix = freshPrefix();
         const s = await open(prefix);
         await s.put('auths/good.json', enc('{"ok":1}'));
-        const bad = ['auths/x.txt', 'auths/.hidden/y.json', 'auths/a\\b.json', 'auths/..\\escape.json'];
+        // A dot-prefixed id is valid (CLIProxyAPI accepts it): listed like any other credential.
+        await putRaw(raw, bucket, `${prefix}/auths/.hidden/y.json`, '{"dot":true}');
+        const bad = ['auths/x.txt', 'auths/a\\b.json', 'auths/..\\escape.json'];
         if (srv.kind !== 's3rver') bad.push('auths/../escape.json', 'auths/a//b.json', 'auths/./dot.json');
         for (const k of bad) await putRaw(raw, bucket, `${prefix}/${k}`, '{"planted":true}');
         await putRaw(raw, bucket, `${prefix}/auths/`, '');
         await putRaw(raw, bucket, `${prefix}/config/other.yaml`, 'x: 1\n');
         await putRaw(raw, bucket, `${prefix}/other/z.json`, '{}');
         const listing = await s.list();
-        expect(listing.entries.map((e) => e.key)).toEqual(['auths/good.json']);
+        expect(listing.entries.map((e) => e.key).sort()).toEqual(['auths/.hidden/y.json', 'auths/good.json']);
         expect(listing.skipped.map((x) => x.id).sort()).toEqual([...bad].sort());
         for (const x of listing.skipped) expect(x.reason).toMatch(/object key .* (has|contains|does not end|is)/);
       });
