@@ -55,9 +55,22 @@ export class DeleteWindow {
     for (const k of keys) if (!this.seen.has(k)) this.seen.set(k, now);
   }
 
-  /** True at most once per window: a refusal repeated by every small pass is logged once. */
-  shouldLogRefusal(now = Date.now()): boolean {
-    if (now - this.lastRefusalLog < this.windowMs) return false;
+  private lastRefused = '';
+
+  /**
+   * Whether to log this refusal: once for a set of keys (a refusal repeated by every small pass, or by
+   * every re-check while a wiped store stays wiped, is logged once), again when the set changes or after
+   * ten minutes as a reminder.
+   */
+  shouldLogRefusal(keys: Iterable<string>, now = Date.now()): boolean {
+    const sig = [...keys].sort().join('\n');
+    if (sig === this.lastRefused && now - this.lastRefusalLog < 600_000) return false;
+    if (sig !== this.lastRefused && now - this.lastRefusalLog < this.windowMs && this.lastRefused !== '') {
+      // The same burst arriving in pieces: one line for it.
+      this.lastRefused = sig;
+      return false;
+    }
+    this.lastRefused = sig;
     this.lastRefusalLog = now;
     return true;
   }
@@ -131,7 +144,7 @@ export async function applyGuards(plans: Plan[], g: GuardContext, report: Reconc
         reason = `deleting ${wouldBe} of ${g.storeCount} store items exceeds --max-delete ${formatDeleteLimit(g.limit)}: refused; restoring them locally. To delete them on purpose, run once: credsync sync --max-delete ${wouldBe}`;
       }
       if (reason) {
-        if (g.storeDeletes.shouldLogRefusal()) g.log.error({ count: auths.length, keys: auths.slice(0, 20).map((p) => p.key) }, `reconcile ${g.mirrorRoot}: ${reason}`);
+        if (g.storeDeletes.shouldLogRefusal(keys)) g.log.error({ count: auths.length, keys: auths.slice(0, 20).map((p) => p.key) }, `reconcile ${g.mirrorRoot}: ${reason}`);
         for (const p of auths) restore(p, reason);
         // Refused deletions count too: the rest of the same burst, arriving in a later watcher
         // batch after some files were restored, must not slip under the limit.
@@ -158,7 +171,7 @@ export async function applyGuards(plans: Plan[], g: GuardContext, report: Reconc
     const allowed = allowedDeletes(g.limit, Math.max(g.baseCount, g.storeCount));
     if (wouldBe > allowed) {
       const reason = `the store lost ${wouldBe} of ${g.baseCount} items: more than --max-delete ${formatDeleteLimit(g.limit)}; keeping the local files (the store may have been wiped or replaced). If the deletions are intended, run once: credsync sync --max-delete ${wouldBe}`;
-      if (g.localDeletes.shouldLogRefusal()) g.log.error({ count: localDel.length, keys: localDel.slice(0, 20).map((p) => p.key) }, `reconcile ${g.storeId}: ${reason}`);
+      if (g.localDeletes.shouldLogRefusal(keys)) g.log.error({ count: localDel.length, keys: localDel.slice(0, 20).map((p) => p.key) }, `reconcile ${g.storeId}: ${reason}`);
       for (const p of localDel) hold(p, reason);
       g.localDeletes.record([...keys]);
     }
