@@ -8,7 +8,7 @@ import { resolveConflict, type ConflictPolicy } from './conflict.js';
 import type { DeleteWindow } from './guard.js';
 import { validateContent } from '../core/canonical.js';
 import { decide } from './decide.js';
-import { judgeItem, localSide, type Plan } from './plan.js';
+import { isWork, judgeItem, localSide, type Plan } from './plan.js';
 import type { Rejections } from './rejections.js';
 import type { BaseEntry, StateFile } from './state.js';
 import type { EngineObserver, ReconcileReport, SyncMode } from './types.js';
@@ -49,10 +49,10 @@ export class Executor {
 
   async executeAll(plans: Plan[], mode: SyncMode, report: ReconcileReport, since?: ReadonlyMap<Key, number>, progress?: (done: number, total: number) => void): Promise<void> {
     // Progress counts real work only: keys already in sync finish instantly and would make the bar lie.
-    const work = plans.filter((p) => p.action !== 'in-sync' && p.action !== 'forget' && p.action !== 'held').length;
+    const work = plans.filter(isWork).length;
     let done = 0;
     await forEachLimit(plans, EXECUTE_PARALLEL, async (plan) => {
-      const counted = plan.action !== 'in-sync' && plan.action !== 'forget' && plan.action !== 'held';
+      const counted = isWork(plan);
       await this.executeOne(plan, mode, report, since?.get(plan.key));
       if (counted && progress) progress(++done, work);
     });

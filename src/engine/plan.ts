@@ -34,6 +34,11 @@ export function formatBytes(n: number): string {
   return n % (1024 * 1024) === 0 ? `${n / (1024 * 1024)} MiB` : n % 1024 === 0 ? `${n / 1024} KiB` : `${n} bytes`;
 }
 
+/** Whether a plan changes anything (progress counts these; in-sync, forgotten and held keys are instant). */
+export function isWork(p: Pick<Plan, 'action'>): boolean {
+  return p.action !== 'in-sync' && p.action !== 'forget' && p.action !== 'held';
+}
+
 /** What the store holds for a key: its listing entry, and the item when it was read. */
 export interface RemoteView {
   readonly entry: Entry | null;

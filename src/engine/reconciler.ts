@@ -8,7 +8,7 @@ import type { Item } from '../core/store.js';
 import type { LocalState } from '../mirror/mirror.js';
 import { Executor, isOutage } from './execute.js';
 import { applyGuards, DeleteWindow } from './guard.js';
-import { allKeys, keysToFetch, keysToRead, planAll, planKey, type Plan } from './plan.js';
+import { allKeys, isWork, keysToFetch, keysToRead, planAll, planKey, type Plan } from './plan.js';
 import type { Rejections } from './rejections.js';
 import type { StateFile } from './state.js';
 import { emptyReport, type EngineOptions, type PassOptions, type ReconcileReport, type SyncMode } from './types.js';
@@ -240,7 +240,7 @@ export class Reconciler {
         if (first && mode !== 'push') await this.seedConfig(plans);
         await this.guard(plans, mode, storeCountBefore(plans, this.lastStoreCount), report);
         await this.executor.executeAll(plans, mode, report, undefined, progress);
-        done += plans.filter((p) => p.action !== 'in-sync' && p.action !== 'forget' && p.action !== 'held').length;
+        done += plans.filter(isWork).length;
       });
       this.state.touchSync();
       this.o.observer?.lastSync(this.state.data.lastSyncAt!);
@@ -260,7 +260,7 @@ export class Reconciler {
     const { plans, storeCount } = await this.planEverything(true);
     await this.guard(plans, mode, storeCountBefore(plans, storeCount), report);
     for (const p of plans) {
-      if (p.action === 'in-sync' || p.action === 'forget' || p.action === 'held') continue;
+      if (!isWork(p)) continue;
       report.planned.push({ key: p.key, action: p.action });
       if (p.action === 'pull') report.pulled.push(p.key);
       else if (p.action === 'push') report.pushed.push(p.key);

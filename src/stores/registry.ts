@@ -31,35 +31,13 @@ async function openInner(spec: StoreSpec, ctx: StoreContext): Promise<Store> {
     }
     case 's3': {
       const { createS3Store } = await import('./s3/index.js');
-      return createS3Store({
-        endpoint: spec.endpoint,
-        bucket: spec.bucket,
-        accessKey: spec.accessKey,
-        secretKey: spec.secretKey,
-        prefix: spec.prefix,
-        region: spec.region,
-        virtualHostedStyle: spec.virtualHostedStyle,
-        createBucket: spec.createBucket,
-        conditionalWrites: spec.conditionalWrites,
-        pollIntervalMs: spec.pollIntervalMs,
-        listIntervalMs: ctx.reconcileIntervalMs,
-        log: ctx.log,
-      });
+      return createS3Store({ ...spec, listIntervalMs: ctx.reconcileIntervalMs, log: ctx.log });
     }
     case 'git': {
       // The private clone lives in <mirror>/.credsync/git/: never the mirror itself, never a guess.
       if (!ctx.workDir) throw new ConfigError('store git: no working directory for the clone (expected <mirror>/.credsync/git/); this is a bug in the caller');
       const { createGitStore } = await import('./git/index.js');
-      return createGitStore({
-        url: spec.url,
-        username: spec.username,
-        token: spec.token,
-        branch: spec.branch,
-        author: spec.author,
-        pollIntervalMs: spec.pollIntervalMs,
-        workDir: ctx.workDir,
-        log: ctx.log,
-      });
+      return createGitStore({ ...spec, workDir: ctx.workDir, log: ctx.log });
     }
   }
 }
@@ -100,11 +78,11 @@ export async function diagnose(spec: StoreSpec): Promise<Diagnosis[]> {
   switch (spec.kind) {
     case 's3': {
       const { diagnoseS3 } = await import('./s3/diagnose.js');
-      return diagnoseS3({ ...spec, pollIntervalMs: spec.pollIntervalMs });
+      return diagnoseS3(spec);
     }
     case 'git': {
       const { diagnoseGit } = await import('./git/diagnose.js');
-      return diagnoseGit({ url: spec.url, username: spec.username, token: spec.token, author: spec.author, branch: spec.branch });
+      return diagnoseGit(spec);
     }
     default:
       return [];

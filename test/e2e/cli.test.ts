@@ -5,10 +5,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdir, readFile, readdir, realpath, rm, stat, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
-import { join, dirname } from 'node:path';
+import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { processGroup, REPO_ROOT, type CliResult } from '../support/daemon.js';
 import { tempDir } from '../support/tmp.js';
+import { fill } from '../support/files.js';
 
 const SECRET_RT = '1//0gSECRETrefreshTOKENvalue-never-log-me';
 const SECRET_AT = 'ya29.SECRETaccessTOKENvalue-never-log-me';
@@ -21,14 +22,6 @@ const STORE_FILES: Record<string, string> = {
   'auths/team/x.json': JSON.stringify({ type: 'codex', id: 'team/x', refresh_token: 'rt-team-x' }),
   'auths/team/deeper/y.json': '{"type":"codex","id":"team/deeper/y"}',
 };
-
-async function fill(root: string, files: Record<string, string>): Promise<void> {
-  for (const [rel, data] of Object.entries(files)) {
-    const p = join(root, ...rel.split('/'));
-    await mkdir(dirname(p), { recursive: true });
-    await writeFile(p, data);
-  }
-}
 
 interface Entry {
   data: string;

@@ -5,22 +5,15 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { processGroup, type CliResult } from '../support/daemon.js';
 import { freshSchema, startEmbeddedPostgres, withAdmin, type EmbeddedPgServer } from '../support/pg-server.js';
 import { tempDir } from '../support/tmp.js';
+import { fill } from '../support/files.js';
 
 const pgUrl = inject('pgUrl');
 const fail = (r: CliResult): string => `exit ${r.code}\n--- stdout ---\n${r.stdout}\n--- stderr ---\n${r.stderr}`;
-
-async function fill(root: string, files: Record<string, string>): Promise<void> {
-  for (const [rel, data] of Object.entries(files)) {
-    const p = join(root, ...rel.split('/'));
-    await mkdir(dirname(p), { recursive: true });
-    await writeFile(p, data);
-  }
-}
 
 /** Every path under `root` with its size and mtime: what "creates nothing, changes nothing" is checked against. */
 async function snapshot(root: string): Promise<string[]> {

@@ -3,18 +3,13 @@
  * CLIProxyAPI's stores do) must neither blind credsync's watcher nor make it delete anything.
  */
 import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
-import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { processGroup, type Daemon } from '../support/daemon.js';
 import { tempDir } from '../support/tmp.js';
 import { sleep, waitFor } from '../support/wait.js';
-
-async function put(root: string, rel: string, data: string): Promise<void> {
-  const p = join(root, rel);
-  await mkdir(dirname(p), { recursive: true });
-  await writeFile(p, data);
-}
+import { put } from '../support/files.js';
 
 describe('directories replaced under a running daemon', () => {
   const g = processGroup('all');

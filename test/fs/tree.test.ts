@@ -6,14 +6,9 @@ import { join } from 'node:path';
 import { FileTree } from '../../src/fs/tree.js';
 import { DEFAULT_MAX_ITEM_BYTES, FileRefusedError, readNoFollow, readRegular } from '../../src/fs/atomic.js';
 import { tempDir } from '../support/tmp.js';
+import { put } from '../support/files.js';
 
 const deepKey = (levels: number): string => 'auths/' + Array.from({ length: levels }, (_, i) => `d${String(i + 1).padStart(2, '0')}`).join('/') + '/deep.json';
-
-async function put(root: string, rel: string, text = '{}'): Promise<void> {
-  const p = join(root, rel);
-  await mkdir(join(p, '..'), { recursive: true });
-  await writeFile(p, text);
-}
 
 describe('FileTree.scan', () => {
   it('finds the ids CLIProxyAPI accepts (dot-files, UPPER.JSON) and never .credsync* or temp files', async () => {

@@ -5,18 +5,14 @@
  */
 import { describe, it, expect } from 'vitest';
 import { execFileSync } from 'node:child_process';
-import { mkdir, rename, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, rename, rm, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Mirror, unreadableReason } from '../../src/mirror/mirror.js';
 import { contentHash } from '../../src/core/canonical.js';
 import { tempDir } from '../support/tmp.js';
+import { put } from '../support/files.js';
 
 const deepKey = 'auths/' + Array.from({ length: 20 }, (_, i) => `d${String(i + 1).padStart(2, '0')}`).join('/') + '/deep.json';
-
-async function put(root: string, key: string, text: string): Promise<void> {
-  await mkdir(join(root, key, '..'), { recursive: true });
-  await writeFile(join(root, key), text);
-}
 
 describe('Mirror: nothing it cannot see or read is absent', () => {
   it('sees a valid key 20 directories deep, in a scan and by inspection (item 5)', async () => {

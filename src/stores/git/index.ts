@@ -8,20 +8,14 @@ import { BatchCommitter } from './batch.js';
 import { GitClone } from './clone.js';
 import { GitEnv, storeErrorOf } from './env.js';
 import { startPolling } from './poller.js';
+import type { StoreSpec } from '../spec.js';
 
-export interface GitStoreOptions {
-  /** `https://…`, `http://…`, `file://…` or `ssh://…` (or scp-like `git@host:path`); never with credentials in it. */
-  readonly url: string;
-  /** HTTP Basic user name; default `git`. */
-  readonly username?: string;
-  /** HTTP Basic password / personal access token. Passed per command, never written anywhere. */
-  readonly token?: string;
-  /** Empty: the remote's default branch. */
-  readonly branch?: string;
-  /** Commit author and committer, `Name <email>`; default `credsync <credsync@localhost>`. */
-  readonly author?: string;
-  /** How often the remote tip is checked while watching (default 2000 ms). */
-  readonly pollIntervalMs?: number;
+/**
+ * The Git settings of the store spec (`stores/spec.ts`: url — never with credentials in it —, username,
+ * token passed per command and never written anywhere, branch, author, poll interval), plus what only
+ * the store itself needs. `username` defaults to `git` here too.
+ */
+export interface GitStoreOptions extends GitSettings {
   /** The private working clone (the mirror's `.credsync/git/`). Never the mirror itself. */
   readonly workDir: string;
   /** How long the first write of a batch waits for others to join its commit (default 5 ms). */
@@ -32,6 +26,8 @@ export interface GitStoreOptions {
   /** The environment git's own settings are taken from (proxies, CAs, GIT_SSH_COMMAND); default process.env. */
   readonly baseEnv?: NodeJS.ProcessEnv;
 }
+
+type GitSettings = Omit<Extract<StoreSpec, { kind: 'git' }>, 'kind' | 'username'> & { readonly username?: string };
 
 const DEFAULT_POLL_MS = 2000;
 const HASH_CACHE = 20_000;

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type postgres from 'postgres';
-import { unparseableLabel } from '../../core/redact.js';
+import { scrubSecrets, unparseableLabel } from '../../core/redact.js';
 
 /**
  * PostgreSQL connection settings: the DSN in either form libpq and pgx accept (URL and
@@ -303,12 +303,7 @@ export function sanitizeReason(err: unknown, secrets: readonly string[]): string
   } else {
     reason = String(err);
   }
-  for (const s of secrets) {
-    reason = reason.split(s).join('***');
-    const enc = encodeURIComponent(s);
-    if (enc !== s) reason = reason.split(enc).join('***');
-  }
-  return reason;
+  return scrubSecrets(reason, secrets);
 }
 
 export function errorCode(err: unknown): string | undefined {

@@ -5,6 +5,9 @@ import type { Logger } from 'pino';
 import { ItemRejectedError, StoreConfigError, StoreError, errorMessage } from '../../core/errors.js';
 import { CONFIG_KEY, type Key } from '../../core/keys.js';
 import { redactUrl, scrubSecrets } from '../../core/redact.js';
+import type { StoreSpec } from '../spec.js';
+
+type S3Spec = Extract<StoreSpec, { kind: 's3' }>;
 
 export const STORE = 's3';
 
@@ -12,25 +15,12 @@ export const STORE = 's3';
 export const BOOKKEEPING_DIR = '.credsync/';
 export const GENERATION_NAME = 'generation';
 
-export interface S3StoreOptions {
-  /** `http://host:port` (no TLS) or `https://host` (the settings layer has already added a missing scheme). */
-  readonly endpoint: string;
-  readonly bucket: string;
-  /** Both or neither; neither = the AWS SDK's default credential chain. */
-  readonly accessKey?: string;
-  readonly secretKey?: string;
-  /** Key prefix without leading or trailing `/`; objects live at `<prefix>/config/…` and `<prefix>/auths/…`. */
-  readonly prefix?: string;
-  /** Default `us-east-1`. */
-  readonly region?: string;
-  /** `bucket.host` addressing instead of `host/bucket` (default false: path-style, as CLIProxyAPI). */
-  readonly virtualHostedStyle?: boolean;
-  /** Create the bucket when HeadBucket says it is missing (default true, as CLIProxyAPI). */
-  readonly createBucket?: boolean;
-  /** `auto` (probe the server at init, default), `require` (refuse to start without enforcement), `off`. */
-  readonly conditionalWrites?: 'auto' | 'require' | 'off';
-  /** How often the watcher checks the generation object (default 1000 ms, jittered ±10 %). */
-  readonly pollIntervalMs?: number;
+/**
+ * The S3 settings of the store spec (`stores/spec.ts`: endpoint with its scheme, bucket, keys — both or
+ * neither —, prefix, region, addressing, bucket creation, conditional-write mode, poll interval), plus
+ * what only the store itself tunes.
+ */
+export interface S3StoreOptions extends Omit<S3Spec, 'kind'> {
   /**
    * The watcher lists every object by ETag at least this often (default 60 s), unless a `list()` of
    * this store did so meanwhile, so writers that do not bump the generation (CLIProxyAPI, `aws s3 cp`,

@@ -11,6 +11,19 @@ import { waitFor } from '../../support/wait.js';
 export const authPath = (root: string, id: string): string => join(root, 'auths', ...id.split('/'));
 
 /** A credential as a proxy writes it (claude-shaped), with `extra` fields on top. */
+/** Environment of one daemon as CLIProxyAPI configures it (PGSTORE_DSN + PGSTORE_SCHEMA), with the tests' quick timings. */
+export function pgDaemonEnv(url: string, schema: string, mirror: string, extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    PGSTORE_DSN: url,
+    PGSTORE_SCHEMA: schema,
+    CREDSYNC_LOCAL_DIR: mirror,
+    CREDSYNC_DEBOUNCE: '20ms',
+    CREDSYNC_RECONCILE_INTERVAL: '60s',
+    CREDSYNC_LOG_LEVEL: 'info',
+    ...extra,
+  };
+}
+
 export const cred = (id: string, extra: Record<string, unknown> = {}): Record<string, unknown> => ({
   type: 'claude',
   email: id.replace(/\.json$/, ''),

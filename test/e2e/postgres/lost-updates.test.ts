@@ -28,23 +28,15 @@ import { afterAll, beforeAll, describe, expect, inject, it, onTestFailed } from 
 import { mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { processGroup, type Daemon } from '../../support/daemon.js';
-import { adminSql, freshSchema, quoteIdent, withAdmin, type AdminSql, type FreshSchema } from '../../support/pg-server.js';
+import { adminSql, freshSchema, quoteIdent, type AdminSql, type FreshSchema } from '../../support/pg-server.js';
 import { tempDir } from '../../support/tmp.js';
 import { sleep, waitFor } from '../../support/wait.js';
-import { authPath, CLIPROXY_UPSERT, readJson, stderrTails, writeConfig } from './helpers.js';
+import { authPath, CLIPROXY_UPSERT, readJson, stderrTails, writeConfig , pgDaemonEnv } from './helpers.js';
 
 const pgUrl = inject('pgUrl');
 const skipReason = inject('pgSkipReason');
 
-const env = (schema: string, mirror: string, extra: Record<string, string> = {}): Record<string, string> => ({
-  PGSTORE_DSN: pgUrl,
-  PGSTORE_SCHEMA: schema,
-  CREDSYNC_LOCAL_DIR: mirror,
-  CREDSYNC_DEBOUNCE: '20ms',
-  CREDSYNC_RECONCILE_INTERVAL: '60s',
-  CREDSYNC_LOG_LEVEL: 'info',
-  ...extra,
-});
+const env = (schema: string, mirror: string, extra: Record<string, string> = {}): Record<string, string> => pgDaemonEnv(pgUrl, schema, mirror, extra);
 
 const keyName = (i: number): string => `k${String(i).padStart(2, '0')}.json`;
 const T0 = Date.UTC(2026, 0, 1);

@@ -10,20 +10,12 @@ import { processGroup, type Daemon } from '../../support/daemon.js';
 import { freshSchema, quoteIdent, withAdmin, type FreshSchema } from '../../support/pg-server.js';
 import { tempDir } from '../../support/tmp.js';
 import { sleep, waitFor } from '../../support/wait.js';
-import { authPath, configPath, configRows, logged, stderrTails, waitJson, waitRow, writeAuth, writeConfig } from './helpers.js';
+import { authPath, configPath, configRows, logged, stderrTails, waitJson, waitRow, writeAuth, writeConfig , pgDaemonEnv } from './helpers.js';
 
 const pgUrl = inject('pgUrl');
 const skipReason = inject('pgSkipReason');
 
-const env = (schema: string, mirror: string, extra: Record<string, string> = {}): Record<string, string> => ({
-  PGSTORE_DSN: pgUrl,
-  PGSTORE_SCHEMA: schema,
-  CREDSYNC_LOCAL_DIR: mirror,
-  CREDSYNC_DEBOUNCE: '20ms',
-  CREDSYNC_RECONCILE_INTERVAL: '60s',
-  CREDSYNC_LOG_LEVEL: 'info',
-  ...extra,
-});
+const env = (schema: string, mirror: string, extra: Record<string, string> = {}): Record<string, string> => pgDaemonEnv(pgUrl, schema, mirror, extra);
 
 async function authFiles(mirror: string): Promise<string[]> {
   return (await readdir(join(mirror, 'auths')).catch(() => [])).filter((f) => f.endsWith('.json')).sort();

@@ -5,7 +5,7 @@
 import type { S3Client } from '@aws-sdk/client-s3';
 import { headRaw, listAll, type S3TestServer } from '../../support/s3-server.js';
 
-export { authPath, configPath, conflictFiles, exists, fileSig, logged, readJson, sameJson, stderrTails, waitGone, waitJson, writeAuth, writeConfig } from '../postgres/helpers.js';
+export { authPath, configPath, conflictFiles, cred, exists, fileSig, logged, readJson, sameJson, stderrTails, waitGone, waitJson, writeAuth, writeConfig } from '../postgres/helpers.js';
 
 /** Environment of one daemon: CLIProxyAPI's variables, plus a mirror of its own. */
 export function s3Env(srv: Pick<S3TestServer, 'endpoint' | 'accessKey' | 'secretKey'>, bucket: string, mirror: string, extra: Record<string, string> = {}): Record<string, string> {
@@ -21,15 +21,6 @@ export function s3Env(srv: Pick<S3TestServer, 'endpoint' | 'accessKey' | 'secret
     ...extra,
   };
 }
-
-export const cred = (id: string, extra: Record<string, unknown> = {}): Record<string, unknown> => ({
-  type: 'claude',
-  email: id.replace(/\.json$/, ''),
-  access_token: `at-${id}`,
-  refresh_token: `rt-${id}`,
-  last_refresh: '2025-01-01T00:00:00Z',
-  ...extra,
-});
 
 export interface ObjectState {
   etag: string;
