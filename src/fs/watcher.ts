@@ -208,9 +208,11 @@ export async function watchTree(tree: FileTree, opts: TreeWatchOptions): Promise
       await watchDir(p);
       // Files written into it before its watch was attached produced no event of their own.
       await reportWithin(p);
-    } else if (!st) {
+    } else if (!st && watchers.has(p)) {
       unwatch(p);
     } else {
+      // A file that is not an item (another writer's temp file, renamed away by now, or a stray
+      // name): nothing to reconcile. Taking its vanishing for a directory's cost a full pass per write.
       return;
     }
     opts.onStructural?.();

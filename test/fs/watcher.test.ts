@@ -39,6 +39,38 @@ describe('mirror watcher', () => {
     }
   });
 
+  it("a writer's own temp file renamed over a credential is a key change, not a reason to rescan everything", async () => {
+    const d = await tempDir();
+    const tree = new FileTree(d.path);
+    await tree.init();
+    await mkdir(join(d.path, 'auths'), { recursive: true });
+    const seen: string[] = [];
+    let structural = 0;
+    const stop = await watchTree(tree, { debounceMs: 10, onKeys: (keys) => seen.push(...keys), onStructural: () => structural++ });
+    try {
+      for (let i = 0; i < 5; i++) {
+        // how atomic writers (the proxy, editors, `jq > tmp && mv`) replace a file: a name that is no key, renamed away
+        const tmp = join(d.path, `auths/.writer-${i}.tmp`);
+        await writeFile(tmp, `{"v":${i}}`);
+        await rename(tmp, join(d.path, 'auths/a.json'));
+        await sleep(30);
+      }
+      await waitFor('the credential reported', () => seen.includes('auths/a.json'));
+      await sleep(100);
+      expect(structural, 'full rescans asked for').toBe(0);
+      expect(new Set(seen)).toEqual(new Set(['auths/a.json']));
+      // a directory that vanishes still is structural
+      await mkdir(join(d.path, 'auths/team'));
+      await waitFor('new directory seen', () => structural >= 1);
+      const before = structural;
+      await rm(join(d.path, 'auths/team'), { recursive: true });
+      await waitFor('vanished directory seen', () => structural > before);
+    } finally {
+      await stop();
+      await d.remove();
+    }
+  });
+
   it('reports files under a new nested directory and ignores temp files', async () => {
     const d = await tempDir();
     const tree = new FileTree(d.path);
