@@ -73,7 +73,9 @@ export class Daemon {
   static async start(name: string, env: Record<string, string>, readyTimeoutMs = 60_000): Promise<Daemon> {
     assertBuilt();
     const port = await freePort();
-    const child = spawn(process.execPath, [CLI, 'run'], {
+    // BENCH_DAEMON_NODE_ARGS: extra node flags for the daemons (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof` to profile them).
+    const nodeArgs = (process.env.BENCH_DAEMON_NODE_ARGS ?? '').split(' ').filter(Boolean);
+    const child = spawn(process.execPath, [...nodeArgs, CLI, 'run'], {
       env: cleanEnv({ ...env, NODE_OPTIONS: undefined, CREDSYNC_HTTP_ADDR: `127.0.0.1:${port}` }),
       cwd: NEUTRAL_CWD,
       stdio: ['ignore', 'pipe', 'pipe'],
