@@ -13,6 +13,7 @@ import { Mirror } from '../mirror/mirror.js';
 import type { OperatorDeps } from './migrate.js';
 import { chunks, openSide, readBatch, since, type OpenedStore } from './operator.js';
 import { openItem, rejectionReason, type EncryptionSettings } from '../stores/registry.js';
+import { StateFile } from '../engine/state.js';
 
 export type CheckStatus = 'ok' | 'warn' | 'fail';
 
@@ -296,12 +297,15 @@ async function mirrorChecks(config: Config, storeId: string | null, checks: Chec
   // State file.
   const statePath = join(root, '.credsync', 'state.json');
   try {
-    const state = JSON.parse(await readFile(statePath, 'utf8')) as { format?: unknown; store?: unknown; pending?: Record<string, unknown> };
-    if (state.format !== 1) throw new Error(`unknown format ${JSON.stringify(state.format)}`);
-    const pending = Object.keys(state.pending ?? {}).length;
-    if (storeId !== null && state.store !== storeId) {
-      checks.push({ status: 'warn', check: 'mirror state', detail: `${statePath} belongs to another store (${String(state.store)})`, fix: 'expected after switching stores: the next run starts with an empty base (pulls and pushes only, no deletions)' });
+    const snapshot = JSON.parse(await readFile(statePath, 'utf8')) as { format?: unknown; store?: unknown };
+    if (snapshot.format !== 1) throw new Error(`unknown format ${JSON.stringify(snapshot.format)}`);
+    if (storeId !== null && snapshot.store !== storeId) {
+      checks.push({ status: 'warn', check: 'mirror state', detail: `${statePath} belongs to another store (${String(snapshot.store)})`, fix: 'expected after switching stores: the next run starts with an empty base (pulls and pushes only, no deletions)' });
     } else {
+      // The pending queue is the snapshot plus the journal's later lines.
+      const state = new StateFile(join(root, '.credsync'), String(snapshot.store));
+      await state.load();
+      const pending = state.pendingCount;
       checks.push({
         status: pending ? 'warn' : 'ok',
         check: 'mirror state',

@@ -85,6 +85,7 @@ async function offlineView(config: Config, reason: string, stateStoreId: string)
   const mirror = new Mirror(config.localDir);
   const state = new StateFile(mirror.stateDir, stateStoreId);
   await state.load().catch(() => null);
+  const view = state.view();
   const scan = await mirror.scan().catch(() => ({ items: new Map(), skipped: [] }));
   const items: StatusReport['items'] = [];
   const counts: StatusReport['counts'] = { 'in-sync': 0, 'local-only': 0, 'store-only': 0, differs: 0, rejected: 0 };
@@ -103,10 +104,10 @@ async function offlineView(config: Config, reason: string, stateStoreId: string)
     mirror: config.localDir,
     online: false,
     offlineReason: reason,
-    lastSyncAt: state.data.lastSyncAt ? new Date(state.data.lastSyncAt).toISOString() : null,
+    lastSyncAt: view.lastSyncAt ? new Date(view.lastSyncAt).toISOString() : null,
     counts,
     items,
-    pending: Object.entries(state.data.pending).map(([key, e]) => ({ key, since: new Date(e.since).toISOString(), attempts: e.attempts, lastError: e.lastError })),
+    pending: view.pending.map(([key, e]) => ({ key, since: new Date(e.since).toISOString(), attempts: e.attempts, lastError: e.lastError })),
   };
 }
 
@@ -124,7 +125,7 @@ export async function runStatus(config: Config, log: Logger, o: { json?: boolean
     s = { store: r.store, capabilities: r.capabilities, mirror: r.mirror, online: true, lastSyncAt: r.lastSyncAt, counts: r.counts, items: r.items, pending: r.pending };
   } catch (err) {
     if (!(err instanceof StoreError) || err instanceof StoreConfigError) throw err;
-    s = await offlineView(config, errorMessage(err), engine.state.data.store);
+    s = await offlineView(config, errorMessage(err), engine.state.storeId);
   } finally {
     await engine.close();
   }

@@ -155,7 +155,7 @@ export class Daemon {
     } else if (isOutage(err)) {
       this.r.setStoreUp(false);
       this.log.warn(
-        { store: this.o.store.id, retryInMs: this.backoffMs, pending: this.r.state.pendingKeys().length },
+        { store: this.o.store.id, retryInMs: this.backoffMs, pending: this.r.state.pendingCount },
         `sync ${this.o.store.id}: store unreachable (${errorMessage(err)}); mirror kept as is, local changes queued; retrying in ${this.backoffMs} ms`,
       );
     } else {
@@ -179,6 +179,14 @@ export class Daemon {
       // Our own write coming back: judged by version (content-derived), not by timers.
       if (c.op === 'put' && c.version && base?.version === c.version) return;
       if (c.op === 'delete' && !base && !this.dirty.has(c.key)) return;
+      // … or arriving before our write's own answer: wait for that answer instead of a pass that re-reads.
+      const ours = c.op === 'put' && c.version ? this.r.executor.pushInFlight(c.key) : undefined;
+      if (ours) {
+        void ours.then((stored) => {
+          if (stored !== c.version) this.markDirty([c.key], true);
+        });
+        return;
+      }
       this.markDirty([c.key], true);
     };
     try {

@@ -49,8 +49,8 @@ export class Engine {
     if (!o.readOnly) await this.o.mirror.init();
     const note = await this.state.load();
     if (note) this.o.log.warn({ file: this.state.path }, `state ${this.state.path}: ${note}`);
-    this.o.observer?.pending(this.state.pendingKeys().length);
-    if (this.state.data.lastSyncAt) this.o.observer?.lastSync(this.state.data.lastSyncAt);
+    this.o.observer?.pending(this.state.pendingCount);
+    if (this.state.lastSyncAt) this.o.observer?.lastSync(this.state.lastSyncAt);
   }
 
   /** One full reconcile in `mode`. Throws StoreError when the store is unreachable (nothing half-done). */
@@ -71,7 +71,7 @@ export class Engine {
         mirror: this.o.mirror.root,
         ready: this.ready,
         storeUp: this.reconciler.storeUp,
-        state: this.state.data,
+        state: this.state.view(),
       });
     });
   }

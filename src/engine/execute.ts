@@ -45,7 +45,18 @@ export interface ExecutorDeps {
  * concurrently (bounded); an outage stops new work and fails the pass.
  */
 export class Executor {
+  /** Pushes sent and not yet answered, by key: resolve with the version stored (null when refused or failed). */
+  private readonly inFlight = new Map<Key, Promise<string | null>>();
+
   constructor(private readonly d: ExecutorDeps) {}
+
+  /**
+   * The push of `key` in flight, if any: resolves with the version it stored, or null. A store
+   * notification can arrive before the write's own answer; this tells it apart from someone else's.
+   */
+  pushInFlight(key: Key): Promise<string | null> | undefined {
+    return this.inFlight.get(key);
+  }
 
   async executeAll(plans: Plan[], mode: SyncMode, report: ReconcileReport, since?: ReadonlyMap<Key, number>, progress?: (done: number, total: number) => void): Promise<void> {
     // Progress counts real work only: keys already in sync finish instantly and would make the bar lie.
@@ -204,18 +215,25 @@ export class Executor {
   }
 
   private async doPush(p: Plan, report: ReconcileReport, since?: number): Promise<'done' | 'replan'> {
-    const check = await this.localStillAsPlanned(p);
+    // Content read with the hash the plan was judged on is sent as it is: a write landing after that
+    // read has its own watcher event and is pushed by the next pass, on the version this push leaves.
+    const check = p.localData && p.local.kind === 'valid' ? { same: true, data: p.localData, hash: p.local.hash } : await this.localStillAsPlanned(p);
     if (!check.same || !check.data || !check.hash) return 'replan';
     const ifVersion = p.remote.kind === 'absent' ? null : (p.remoteVersion ?? null);
     // Write-ahead: a crash after the put and before the base is saved must not make our own push look like someone else's.
     await this.d.state.recordIntent(p.key, check.hash, ifVersion);
     let entry;
+    const put = this.d.store.put(p.key, check.data, { ifVersion });
+    const version = put.then((e) => e.version, () => null);
+    this.inFlight.set(p.key, version);
     try {
-      entry = await this.d.store.put(p.key, check.data, { ifVersion });
+      entry = await put;
     } catch (err) {
       // Refused for sure (CAS, item, key, configuration): the push did not land. An outage leaves the outcome unknown: the intent stays.
       if (!isOutage(err)) this.d.state.resolveIntents(p.key);
       throw err;
+    } finally {
+      if (this.inFlight.get(p.key) === version) this.inFlight.delete(p.key);
     }
     this.synced('push', p.key, { hash: check.hash, version: entry.version }, report, since);
     this.d.state.resolveIntents(p.key);

@@ -24,6 +24,11 @@ export interface Plan {
    */
   localId?: FileIdentity | null;
   storeItem?: Item;
+  /**
+   * The local content the plan was judged on, read together with its hash (targeted passes): a push
+   * sends it without reading the file again.
+   */
+  localData?: Uint8Array;
   /** Why a guard or the mode changed the action, for the report. */
   note?: string;
 }
@@ -130,14 +135,32 @@ export function planAll(s: FullSnapshot, keys: readonly Key[] = allKeys(s)): Pla
  * equals the base is our own write (or a touch) and needs nothing — unless a store change was announced
  * for it. A key absent locally and never synced needs nothing either, unless announced.
  */
-export function keysToRead(keys: readonly Key[], locals: ReadonlyMap<Key, LocalState>, base: BaseLookup, announced: (key: Key) => boolean): { read: Key[]; unchanged: Key[] } {
+export function keysToRead(
+  keys: readonly Key[],
+  locals: ReadonlyMap<Key, LocalState>,
+  base: BaseLookup,
+  announced: (key: Key) => boolean,
+  settled: (key: Key) => boolean = () => false,
+): { read: Key[]; unchanged: Key[]; pushOnBase: Key[] } {
   const read: Key[] = [];
   const unchanged: Key[] = [];
+  const pushOnBase: Key[] = [];
   for (const key of keys) {
     const state = locals.get(key) ?? ABSENT;
     const b = base(key);
     if (state.present && state.valid && b?.hash === state.hash && !announced(key)) unchanged.push(key);
+    else if (state.present && state.valid && !announced(key) && settled(key)) pushOnBase.push(key);
     else if (state.present || b !== undefined || announced(key)) read.push(key);
   }
-  return { read, unchanged };
+  return { read, unchanged, pushOnBase };
+}
+
+/**
+ * A local edit nobody announced from the store is planned as a push on the version last synced (the
+ * base's, or "must not exist" without one) without reading the store: the store's compare-and-swap
+ * refuses it if the store moved meanwhile, and that conflict re-reads and re-plans.
+ */
+export function planPushOnBase(key: Key, local: LocalState, base: BaseEntry | undefined, data: Uint8Array | undefined): Plan {
+  const entry = base ? { key, version: base.version, hash: base.hash } : null;
+  return { ...planKey(key, local, { entry }, base), localData: data };
 }

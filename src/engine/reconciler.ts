@@ -8,7 +8,7 @@ import type { Item } from '../core/store.js';
 import type { LocalState } from '../mirror/mirror.js';
 import { Executor, isOutage } from './execute.js';
 import { applyGuards, DeleteWindow } from './guard.js';
-import { allKeys, isWork, keysToFetch, keysToRead, planAll, planKey, type Plan } from './plan.js';
+import { allKeys, isWork, keysToFetch, keysToRead, planAll, planKey, planPushOnBase, type Plan } from './plan.js';
 import type { Rejections } from './rejections.js';
 import type { StateFile } from './state.js';
 import { emptyReport, type EngineOptions, type PassOptions, type ReconcileReport, type SyncMode } from './types.js';
@@ -37,6 +37,7 @@ export class Reconciler {
   lastStoreCount = 0;
   /** Set by the daemon: log recoveries (one-shot commands stay quiet). */
   announceRecovery = false;
+  private stateBytesReported = 0;
   /** Called when the store answers again after being down. */
   onStoreUp: () => void = () => {};
   /** Called after a pass in which a guard held something (the daemon re-checks later). */
@@ -169,18 +170,25 @@ export class Reconciler {
   /** Plans the given keys from fresh inspections; the store is read only for keys that need it (see `keysToRead`). */
   async planKeys(keys: Key[], announced: (key: Key) => boolean): Promise<Plan[]> {
     const locals = new Map<Key, LocalState>();
+    const data = new Map<Key, Uint8Array>();
     await forEachLimit(keys, FETCH_PARALLEL * 4, async (key) => {
-      locals.set(key, (await this.o.mirror.inspect(key, true)).state);
+      const got = await this.o.mirror.inspect(key, true);
+      locals.set(key, got.state);
+      if (got.data) data.set(key, got.data);
     });
-    const { read, unchanged } = keysToRead(keys, locals, (k) => this.state.base(k), announced);
+    // A key with a push whose outcome is unknown is judged against the store's real content.
+    const settled = (k: Key): boolean => this.state.openIntents(k).length === 0;
+    const { read, unchanged, pushOnBase } = keysToRead(keys, locals, (k) => this.state.base(k), announced, settled);
     for (const k of unchanged) this.rejections.clear(k);
-    if (read.length === 0) return [];
+    const plans = pushOnBase.map((key) => planPushOnBase(key, locals.get(key)!, this.state.base(key), data.get(key)));
+    if (read.length === 0) return plans;
     const items = await this.fetchMany(read);
     this.setStoreUp(true);
-    return read.map((key) => {
+    for (const key of read) {
       const item = items.get(key) ?? null;
-      return planKey(key, locals.get(key)!, { entry: item, item }, this.state.base(key), this.o.maxItemBytes);
-    });
+      plans.push({ ...planKey(key, locals.get(key)!, { entry: item, item }, this.state.base(key), this.o.maxItemBytes), localData: data.get(key) });
+    }
+    return plans;
   }
 
   private guard(plans: Plan[], mode: SyncMode, storeCount: number, report: ReconcileReport): Promise<void> {
@@ -190,7 +198,7 @@ export class Reconciler {
         mode,
         limit: this.o.maxDelete,
         storeCount,
-        baseCount: this.state.baseKeys().length,
+        baseCount: this.state.baseCount,
         countLocalAuths: () => this.o.mirror.tree.countAuthFiles(),
         storeDeletes: this.storeDeletes,
         localDeletes: this.localDeletes,
@@ -243,13 +251,13 @@ export class Reconciler {
         done += plans.filter(isWork).length;
       });
       this.state.touchSync();
-      this.o.observer?.lastSync(this.state.data.lastSyncAt!);
+      this.o.observer?.lastSync(this.state.lastSyncAt!);
     } catch (err) {
       if (isOutage(err)) await this.queueLocalChanges(err);
       throw err;
     } finally {
       report.rejected = this.rejections.values();
-      await this.finishPass(report);
+      await this.finishPass(report, true);
     }
     return report;
   }
@@ -277,7 +285,7 @@ export class Reconciler {
     try {
       // A file read early (just renamed into place) that is not valid yet is left for its quiet-time report.
       const plans = (await this.planKeys([...keys.keys()], (k) => fromStore.has(k))).filter((p) => !(tentative.has(p.key) && p.action === 'reject-local'));
-      await this.guard(plans, 'sync', Math.max(this.lastStoreCount, this.state.baseKeys().length), report);
+      await this.guard(plans, 'sync', Math.max(this.lastStoreCount, this.state.baseCount), report);
       await this.executor.executeAll(plans, 'sync', report, keys);
     } catch (err) {
       if (isOutage(err)) await this.queueLocalChanges(err);
@@ -287,16 +295,29 @@ export class Reconciler {
     }
   }
 
-  /** Makes the pass durable (directory fsyncs, the base) and says what it did in one line. */
-  private async finishPass(report: ReconcileReport): Promise<void> {
+  /**
+   * Makes the pass durable (directory fsyncs, the base: a journal line, or after a full pass a new
+   * snapshot when the journal holds changes) and says what it did in one line.
+   */
+  private async finishPass(report: ReconcileReport, full = false): Promise<void> {
     await this.o.mirror.flush();
-    await this.state.save();
-    this.o.observer?.pending(this.state.pendingKeys().length);
+    try {
+      await (full ? this.state.checkpoint() : this.state.save());
+    } finally {
+      this.reportStateBytes();
+    }
+    this.o.observer?.pending(this.state.pendingCount);
     // Deletions a guard held (or that wait for the mirror to settle) are decided again once the
     // guard's window has passed, not only at the next periodic reconcile.
     if (report.held.some((h) => h.guard || /settles/.test(h.reason))) this.onHeld();
     const line = passLine(report);
     if (line) this.log.info({ pulled: report.pulled.length, pushed: report.pushed.length, deletedLocal: report.deletedLocal.length, deletedStore: report.deletedStore.length, conflicts: report.conflicts.length }, line);
+  }
+
+  private reportStateBytes(): void {
+    const now = this.state.writtenBytes;
+    if (now > this.stateBytesReported) this.o.observer?.stateWritten?.(now - this.stateBytesReported);
+    this.stateBytesReported = now;
   }
 
   /**
@@ -317,7 +338,7 @@ export class Reconciler {
       if (st.present && st.valid && this.state.base(key)?.hash !== st.hash) this.state.markPending(key, why);
     }
     for (const key of this.state.baseKeys()) if (!items.has(key)) this.state.markPending(key, why);
-    this.o.observer?.pending(this.state.pendingKeys().length);
+    this.o.observer?.pending(this.state.pendingCount);
     this.setStoreUp(false);
   }
 }

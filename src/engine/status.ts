@@ -1,13 +1,13 @@
 import type { StoreCapabilities } from '../core/store.js';
 import type { Plan } from './plan.js';
-import type { StateData } from './state.js';
+import type { StateView } from './state.js';
 import type { ItemState, Rejection, StatusReport } from './types.js';
 
 /** Builds the `status` view from plans (pure): per key its state, plus rejections and the pending queue. */
 export function buildStatus(
   plans: readonly Plan[],
   rejections: readonly Rejection[],
-  meta: { store: string; capabilities: StoreCapabilities; mirror: string; ready: boolean; storeUp: boolean; state: StateData },
+  meta: { store: string; capabilities: StoreCapabilities; mirror: string; ready: boolean; storeUp: boolean; state: StateView },
 ): StatusReport {
   const counts: Record<ItemState, number> = { 'in-sync': 0, 'local-only': 0, 'store-only': 0, differs: 0, rejected: 0 };
   const items: StatusReport['items'] = [];
@@ -54,6 +54,6 @@ export function buildStatus(
     lastSyncAt: s.lastSyncAt ? new Date(s.lastSyncAt).toISOString() : null,
     counts,
     items,
-    pending: Object.entries(s.pending).map(([key, e]) => ({ key, since: new Date(e.since).toISOString(), attempts: e.attempts, lastError: e.lastError })),
+    pending: s.pending.map(([key, e]) => ({ key, since: new Date(e.since).toISOString(), attempts: e.attempts, lastError: e.lastError })),
   };
 }

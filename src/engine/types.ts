@@ -18,6 +18,8 @@ export interface EngineObserver {
   propagation(direction: 'push' | 'pull', seconds: number): void;
   /** What the store promises, once it is initialised (e.g. whether its server enforces compare-and-swap). */
   storeCapabilities?(capabilities: StoreCapabilities): void;
+  /** Bytes just written to the mirror's state (snapshot and journal). */
+  stateWritten?(bytes: number): void;
 }
 
 /** The direction a pass may act in: `pull` for init containers, `push` for the shutdown flush. */

@@ -22,6 +22,11 @@ export class Metrics implements EngineObserver {
     help: '1 when the store itself refuses stale writes (compare-and-swap enforced), 0 when credsync checks then writes (a narrow race remains)',
     registers: [this.registry],
   });
+  private readonly stateBytes = new Counter({
+    name: 'credsync_state_written_bytes_total',
+    help: 'Bytes written to the mirror state (journal lines and snapshots): a change costs the same whatever the store size',
+    registers: [this.registry],
+  });
   private readonly lastSyncGauge = new Gauge({ name: 'credsync_last_sync_timestamp_seconds', help: 'Unix time of the last successful full reconcile', registers: [this.registry] });
   private readonly latency = new Histogram({
     name: 'credsync_propagation_latency_seconds',
@@ -64,6 +69,9 @@ export class Metrics implements EngineObserver {
   }
   storeCapabilities(c: StoreCapabilities): void {
     this.casEnforced.set(c.cas === 'enforced' ? 1 : 0);
+  }
+  stateWritten(bytes: number): void {
+    this.stateBytes.inc(bytes);
   }
   propagation(direction: 'push' | 'pull', seconds: number): void {
     this.latency.observe({ direction }, seconds);

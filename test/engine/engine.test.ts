@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { makeEngine, auth, type Harness } from './harness.js';
 import { createDirStore } from '../../src/stores/dir.js';
 import { StoreError } from '../../src/core/errors.js';
-import type { Store } from '../../src/core/store.js';
+import type { Change, Store } from '../../src/core/store.js';
 import { waitFor, sleep } from '../support/wait.js';
 
 const harnesses: Harness[] = [];
@@ -456,6 +456,59 @@ describe('engine: outages lose nothing', () => {
 });
 
 describe('engine: the daemon loop', () => {
+  it('a local edit is pushed on the version last synced without reading the store, and our own notification (even one arriving before the write answers) causes no read', async () => {
+    const t = await h();
+    const real = createDirStore({ path: t.storePath, debounceMs: 10 });
+    const reads: string[] = [];
+    let notify: ((c: Change) => void) | null = null;
+    const store: Store = {
+      ...real,
+      capabilities: real.capabilities,
+      init: (o) => real.init(o),
+      list: () => real.list(),
+      delete: (k, o) => real.delete(k, o),
+      close: () => real.close(),
+      get: async (k) => {
+        reads.push(k);
+        return real.get(k);
+      },
+      getMany: async (ks) => {
+        reads.push(...ks);
+        return real.getMany ? real.getMany(ks) : Promise.all(ks.map((k) => real.get(k))).then((xs) => xs.filter((x) => x !== null));
+      },
+      // The notification of our own write reaches us before the write's answer (PostgreSQL's NOTIFY can).
+      put: async (k, data, o) => {
+        const e = await real.put(k, data, o);
+        notify?.({ op: 'put', key: k, version: e.version });
+        await new Promise((r) => setTimeout(r, 20));
+        return e;
+      },
+      // Notifications carry the version, as PostgreSQL's do (the directory store's own watcher has none).
+      watch: async (onChange) => {
+        notify = onChange;
+        return async () => {};
+      },
+    };
+    const x = await h({ store, storePath: t.storePath, mirrorPath: join(t.tmp.path, 'm') });
+    await x.local.put(A, auth({ v: 1 }));
+    await x.engine.start();
+    await waitFor('ready', () => x.engine.ready);
+    await waitFor('first push', async () => (await t.remote.get(A)) !== null);
+    await sleep(300);
+    reads.length = 0;
+    for (let i = 2; i <= 4; i++) {
+      await x.local.put(A, auth({ v: i }));
+      await waitFor(`edit ${i} stored`, async () => (await t.remote.get(A)) === auth({ v: i }));
+      await sleep(150);
+    }
+    expect(reads, 'store reads for three local edits').toEqual([]);
+    // A store that moved meanwhile refuses the push on the old version: re-read, and the newer side wins.
+    await createDirStore({ path: t.storePath }).put(A, Buffer.from(auth({ v: 5, last_refresh: '2099-01-01T00:00:00Z' })));
+    await x.local.put(A, auth({ v: 6, last_refresh: '2020-01-01T00:00:00Z' }));
+    await waitFor('the store copy (newer) is on the mirror', async () => (await x.local.get(A))?.includes('"v": 5') === true, 5000);
+    expect(reads).toContain(A);
+  });
+
   it('propagates both ways while running, without echo', async () => {
     const x = await h();
     await x.engine.start();

@@ -2,7 +2,7 @@ import { describe, it, expect } from 'vitest';
 import { contentHash } from '../../src/core/canonical.js';
 import type { Entry, Item } from '../../src/core/store.js';
 import type { LocalState } from '../../src/mirror/mirror.js';
-import { keysToFetch, keysToRead, planAll, planKey, remoteSide } from '../../src/engine/plan.js';
+import { keysToFetch, keysToRead, planPushOnBase, planAll, planKey, remoteSide } from '../../src/engine/plan.js';
 import { applyGuards, DeleteWindow } from '../../src/engine/guard.js';
 import { emptyReport } from '../../src/engine/types.js';
 import type { BaseEntry } from '../../src/engine/state.js';
@@ -72,8 +72,25 @@ describe('planning from snapshots', () => {
       ['auths/a.json', valid('{"a":1}')],
       ['auths/ghost.json', { present: false }],
     ]);
-    expect(keysToRead(['auths/a.json', 'auths/ghost.json'], locals, (k) => base.get(k), () => false)).toEqual({ read: [], unchanged: ['auths/a.json'] });
+    expect(keysToRead(['auths/a.json', 'auths/ghost.json'], locals, (k) => base.get(k), () => false)).toEqual({ read: [], unchanged: ['auths/a.json'], pushOnBase: [] });
     expect(keysToRead(['auths/a.json', 'auths/ghost.json'], locals, (k) => base.get(k), () => true).read).toEqual(['auths/a.json', 'auths/ghost.json']);
+  });
+
+  it('a local edit nobody announced is pushed on the base version without a store read, unless a push of it is unresolved', () => {
+    const base = new Map<string, BaseEntry>([['auths/a.json', { hash: h('{"a":1}'), version: 'va' }]]);
+    const locals = new Map<string, LocalState>([
+      ['auths/a.json', valid('{"a":2}')],
+      ['auths/new.json', valid('{"n":1}')],
+      ['auths/bad.json', { present: true, valid: false, reason: 'not JSON' }],
+    ]);
+    const keys = ['auths/a.json', 'auths/new.json', 'auths/bad.json'];
+    expect(keysToRead(keys, locals, (k) => base.get(k), () => false, () => true)).toEqual({ read: ['auths/bad.json'], unchanged: [], pushOnBase: ['auths/a.json', 'auths/new.json'] });
+    expect(keysToRead(keys, locals, (k) => base.get(k), () => false, (k) => k !== 'auths/a.json').read).toEqual(['auths/a.json', 'auths/bad.json']);
+    expect(keysToRead(keys, locals, (k) => base.get(k), (k) => k === 'auths/new.json', () => true).read).toEqual(['auths/new.json', 'auths/bad.json']);
+    const edit = planPushOnBase('auths/a.json', locals.get('auths/a.json')!, base.get('auths/a.json'), undefined);
+    expect({ action: edit.action, remoteVersion: edit.remoteVersion }).toEqual({ action: 'push', remoteVersion: 'va' });
+    const created = planPushOnBase('auths/new.json', locals.get('auths/new.json')!, undefined, undefined);
+    expect({ action: created.action, remote: created.remote.kind }).toEqual({ action: 'push', remote: 'absent' });
   });
 });
 
