@@ -170,8 +170,9 @@ async function notifyFloor(ctx: BenchContext, n: number): Promise<Summary> {
 /**
  * UPDATE (trigger → NOTIFY) → listener → SELECT content → durable atomic write. The schema has
  * credsync's trigger installed (the scenario's daemons did it); no daemon is running any more.
+ * Also the floor of the fleet bench.
  */
-async function pipelineFloor(ctx: BenchContext, schema: string, id: string, cred: Cred, n: number): Promise<Summary> {
+export async function pipelineFloor(ctx: BenchContext, schema: string, id: string, cred: Cred, n: number): Promise<Summary> {
   const writer = client(ctx.pg.url, 'bench-pipe-writer');
   const reader = client(ctx.pg.url, 'bench-pipe-reader');
   const listener = client(ctx.pg.url, 'bench-pipe-listener');

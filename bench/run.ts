@@ -10,7 +10,9 @@ import { join } from 'node:path';
 import { backupBench } from './backup.js';
 import { burstBench } from './burst.js';
 import { coldStartBench } from './coldstart.js';
+import { cpuBench } from './cpu.js';
 import { encryptionBench } from './encryption.js';
+import { fleetBench } from './fleet.js';
 import { gitBatchBench } from './git-batch.js';
 import { gitPropagationBench } from './git-propagation.js';
 import { idleBench } from './idle.js';
@@ -21,7 +23,7 @@ import { assertBuilt, REPO_ROOT } from './lib/daemon.js';
 import { client, obtainPg, serverInfo } from './lib/pg.js';
 import { jsonFigure, renderResult, type Bench, type BenchResult } from './lib/report.js';
 
-const BENCHES: readonly Bench[] = [propagationBench, burstBench, coldStartBench, idleBench, migrateBench, backupBench, encryptionBench, gitPropagationBench, gitBatchBench];
+const BENCHES: readonly Bench[] = [propagationBench, burstBench, coldStartBench, idleBench, cpuBench, fleetBench, migrateBench, backupBench, encryptionBench, gitPropagationBench, gitBatchBench];
 
 function usage(): string {
   return `usage: tsx bench/run.ts [--quick] [--list] [${BENCHES.map((b) => b.name).join('|')} ...]`;

@@ -73,14 +73,19 @@ function readText(path: string): string | null {
 }
 
 /**
- * Watches one directory (inotify through fs.watch) and, as a safety net, polls every ~1 ms: `waitFor`
- * resolves with performance.now() at the first check where the file holds the expected content.
+ * Watches one directory (inotify through fs.watch) and, as a safety net, polls every `pollMs` (~1 ms by
+ * default): `waitFor` resolves with performance.now() at the first check where the file holds the
+ * expected content. Many waiters at once (the fleet bench) poll less often, so that the bench's own
+ * polling does not take the CPU the daemons need; inotify still catches the rename at once.
  */
 export class FileWaiter {
   private readonly watcher: FSWatcher;
   private readonly pokes = new Set<() => void>();
 
-  constructor(readonly dir: string) {
+  constructor(
+    readonly dir: string,
+    private readonly pollMs = 1,
+  ) {
     this.watcher = watch(dir, () => {
       for (const p of this.pokes) p();
     });
@@ -109,7 +114,7 @@ export class FileWaiter {
       const poke = (): void => {
         if (!finished && check()) finish(null, performance.now());
       };
-      const interval = setInterval(poke, 1);
+      const interval = setInterval(poke, this.pollMs);
       const timer = setTimeout(() => finish(new Error(`timed out after ${timeoutMs} ms waiting for ${path} to get the new content`)), timeoutMs);
       this.pokes.add(poke);
       poke();
