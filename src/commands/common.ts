@@ -14,6 +14,8 @@ export interface BuildOptions {
   readonly readOnly?: boolean;
   /** `run`: called when a configuration error stops the daemon before its first reconcile. */
   readonly onFatal?: (err: Error) => void;
+  /** `run`: the mirror keeps a stat cache for its rescans (one-shot commands scan once and keep none). */
+  readonly daemon?: boolean;
 }
 
 /**
@@ -37,7 +39,7 @@ export async function buildEngine(config: Config, log: Logger, o: BuildOptions =
     : opened;
   const engine = new Engine({
     store,
-    mirror: new Mirror(config.localDir, { maxItemBytes: config.maxItemBytes }),
+    mirror: new Mirror(config.localDir, { maxItemBytes: config.maxItemBytes, statCache: o.daemon ?? false }),
     log,
     conflictPolicy: config.conflict,
     maxDelete: config.maxDelete,

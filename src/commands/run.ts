@@ -16,7 +16,7 @@ export async function runDaemon(config: Config, log: Logger, shutdown: Promise<s
   const metrics = new Metrics();
   let fatal: (err: Error) => void = () => {};
   const fatalSeen = new Promise<Error>((resolve) => (fatal = resolve));
-  const engine = await buildEngine(config, log, { observer: metrics, onFatal: (err) => fatal(err) });
+  const engine = await buildEngine(config, log, { observer: metrics, onFatal: (err) => fatal(err), daemon: true });
   let http: Awaited<ReturnType<typeof startHttp>> | null = null;
   if (config.http) {
     try {

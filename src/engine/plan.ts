@@ -104,6 +104,8 @@ export interface FullSnapshot {
   readonly base: BaseLookup;
   /** The items `keysToFetch` named, as read (null: vanished meanwhile). */
   readonly items: ReadonlyMap<Key, Item | null>;
+  /** `entries` by key, built once by a caller planning many windows (else built per call). */
+  readonly entryMap?: ReadonlyMap<Key, Entry>;
   readonly maxItemBytes?: number;
 }
 
@@ -120,7 +122,7 @@ export function allKeys(s: Pick<FullSnapshot, 'entries' | 'locals' | 'baseKeys'>
  * large pass), in key order. Invalid keys are left out.
  */
 export function planAll(s: FullSnapshot, keys: readonly Key[] = allKeys(s)): Plan[] {
-  const entries = new Map(s.entries.map((e) => [e.key, e]));
+  const entries = s.entryMap ?? new Map(s.entries.map((e) => [e.key, e]));
   const plans: Plan[] = [];
   for (const key of keys) {
     if (keyProblem(key)) continue;

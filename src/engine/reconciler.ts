@@ -144,16 +144,36 @@ export class Reconciler {
     for (const u of scan.unreadable) if (!u.vanished) this.rejections.add({ key: u.prefix, source: 'local', reason: `cannot list this directory (${u.reason}); its files are left alone` });
     for (const s of listing.skipped) this.rejections.add({ key: s.id, source: 'store', reason: s.reason });
     this.lastStoreCount = listing.entries.length;
-    const snapshot = { entries: listing.entries, locals: scan.items, baseKeys: this.state.baseKeys(), base, items: new Map<Key, Item | null>(), maxItemBytes: this.o.maxItemBytes };
+    const snapshot = {
+      entries: listing.entries,
+      entryMap: new Map(listing.entries.map((e) => [e.key, e])),
+      locals: scan.items,
+      baseKeys: this.state.baseKeys(),
+      base,
+      items: new Map<Key, Item | null>(),
+      maxItemBytes: this.o.maxItemBytes,
+    };
     const unknown = new Set(keysToFetch(listing.entries, base));
     // The config always goes in the first window (read on its own if needed): seeding decides on it.
     if (unknown.delete(CONFIG_KEY)) snapshot.items.set(CONFIG_KEY, (await this.fetchMany([CONFIG_KEY])).get(CONFIG_KEY) ?? null);
     await onWindow(planAll(snapshot, allKeys(snapshot).filter((k) => !unknown.has(k))), true);
     snapshot.items.clear();
     const rest = [...unknown].sort();
-    for (let i = 0; i < rest.length; i += WINDOW) {
-      const keys = rest.slice(i, i + WINDOW);
-      await onWindow(planAll({ ...snapshot, items: await this.fetchMany(keys) }, keys), false);
+    // The next window is read while this one is written: the store and the disk work at the same time,
+    // and at most two windows' content is held.
+    const fetchWindow = (i: number): Promise<Map<Key, Item | null>> | null => (i < rest.length ? this.fetchMany(rest.slice(i, i + WINDOW)) : null);
+    let next = fetchWindow(0);
+    for (let i = 0; next; i += WINDOW) {
+      const items = await next;
+      next = fetchWindow(i + WINDOW);
+      // An unawaited read that fails while this window is written must not be an unhandled rejection: it is awaited next turn.
+      next?.catch(() => {});
+      try {
+        await onWindow(planAll({ ...snapshot, items }, rest.slice(i, i + WINDOW)), false);
+      } catch (err) {
+        await next?.catch(() => {});
+        throw err;
+      }
     }
     return { storeCount: listing.entries.length };
   }

@@ -39,19 +39,31 @@ export interface DurabilityOptions {
 }
 
 /**
+ * Creates a new temp file (0600: created with that mode, which a umask can only narrow) in `dir`,
+ * creating `dir` (0700) only when it is missing — a write into an existing directory costs no mkdir.
+ */
+async function openTemp(dir: string): Promise<{ fh: FileHandle; tmp: string }> {
+  const tmp = tempPathIn(dir);
+  try {
+    return { fh: await open(tmp, 'wx', FILE_MODE), tmp };
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    await ensureDir(dir);
+    return { fh: await open(tmp, 'wx', FILE_MODE), tmp };
+  }
+}
+
+/**
  * Writes `data` to `path` so that readers see either the old file or the whole new one:
- * temp file in the same directory, fsync, chmod 0600, rename over the target, fsync the directory.
+ * temp file (0600) in the same directory, fsync, rename over the target, fsync the directory.
  * On failure the temp file is removed and the target is untouched.
  */
 export async function atomicWrite(path: string, data: Uint8Array, o: DurabilityOptions = {}): Promise<void> {
   const dir = dirname(path);
-  await ensureDir(dir);
-  const tmp = tempPathIn(dir);
-  const fh = await open(tmp, 'wx', FILE_MODE);
+  const { fh, tmp } = await openTemp(dir);
   try {
     try {
       await fh.writeFile(data);
-      await fh.chmod(FILE_MODE);
       await fh.sync();
     } finally {
       await fh.close();
@@ -225,7 +237,7 @@ export type GuardedWriteResult =
  * Atomic write that never silently replaces a file other than the one the caller planned against.
  * `expected`: the target's identity observed when planning, or null for "absent".
  *
- * 1. The temp file is written, chmod 0600 and fsynced (the slow part) before anything is checked.
+ * 1. The temp file (created 0600) is written and fsynced (the slow part) before anything is checked.
  * 2. Then, synchronously (no await, so nothing of ours interleaves): the target's identity is compared
  *    with `expected` — a mismatch unlinks the temp file and returns `changed`.
  * 3. Target expected absent: the temp file is hard-linked to the target name, which fails if anything
@@ -257,14 +269,11 @@ export interface GuardedWriteOptions extends DurabilityOptions {
 
 export async function guardedWrite(path: string, data: Uint8Array, expected: FileIdentity | null, o: GuardedWriteOptions = {}): Promise<GuardedWriteResult> {
   const dir = dirname(path);
-  await ensureDir(dir);
-  const tmp = tempPathIn(dir);
-  const fh = await open(tmp, 'wx', FILE_MODE);
+  const { fh, tmp } = await openTemp(dir);
   let tmpIno: bigint;
   try {
     try {
       await fh.writeFile(data);
-      await fh.chmod(FILE_MODE);
       await fh.sync();
       tmpIno = (await fh.stat({ bigint: true })).ino;
     } finally {

@@ -98,11 +98,17 @@ export class Mirror {
   private readonly cache = new Map<Key, CacheEntry>();
   private readonly dirsToSync = new Set<string>();
 
-  /** `maxItemBytes`: a local file larger than this is an invalid item (default 1 MiB). */
+  private readonly statCache: boolean;
+
+  /**
+   * `maxItemBytes`: a local file larger than this is an invalid item (default 1 MiB). `statCache:
+   * false` for one-shot commands, which scan once: the cache would only hold memory per file.
+   */
   constructor(
     readonly root: string,
-    o: FileTreeOptions = {},
+    o: FileTreeOptions & { statCache?: boolean } = {},
   ) {
+    this.statCache = o.statCache ?? true;
     this.tree = new FileTree(root, { maxItemBytes: o.maxItemBytes ?? DEFAULT_MAX_ITEM_BYTES });
     this.stateDir = join(root, '.credsync');
     this.conflictsDir = join(this.stateDir, 'conflicts');
@@ -154,7 +160,7 @@ export class Mirror {
     const v = validateContent(key, data);
     const id = identityOf(st);
     const state: LocalState = withIdentity(v.ok ? { present: true, valid: true, hash: v.hash } : { present: true, valid: false, reason: v.reason }, id);
-    this.cache.set(key, { sig, state });
+    if (this.statCache) this.cache.set(key, { sig, state });
     return { state, data };
   }
 
@@ -210,14 +216,14 @@ export class Mirror {
       await this.tree.write(key, data, { syncDir: false });
       this.dirsToSync.add(dirname(this.tree.pathOf(key)));
       const st = await this.tree.statOf(key);
-      if (st) this.cache.set(key, { sig: sigOf(st), state: withIdentity({ present: true, valid: true, hash }, identityOf(st)) });
+      if (st && this.statCache) this.cache.set(key, { sig: sigOf(st), state: withIdentity({ present: true, valid: true, hash }, identityOf(st)) });
       return { status: 'written', identity: st ? identityOf(st) : null };
     }
     // The replaced file's content is checked too when the caller knows what it planned against (see GuardedWriteOptions.verify).
     const r = await this.tree.writeGuarded(key, data, expected, { syncDir: false, verify: this.verifier(key, expectedHash) });
     if (r.status === 'changed') return r;
     this.dirsToSync.add(dirname(this.tree.pathOf(key)));
-    if (r.identity) this.cache.set(key, { sig: sigOfId(r.identity), state: withIdentity({ present: true, valid: true, hash }, r.identity) });
+    if (r.identity && this.statCache) this.cache.set(key, { sig: sigOfId(r.identity), state: withIdentity({ present: true, valid: true, hash }, r.identity) });
     else this.cache.delete(key);
     return r;
   }
