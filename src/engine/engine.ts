@@ -21,6 +21,11 @@ export class Engine {
 
   constructor(private readonly o: EngineOptions) {
     this.state = new StateFile(o.mirror.stateDir, o.store.id);
+    // A file unchanged since its last sync (same stat signature) is not read again by a scan, even after a restart.
+    o.mirror.remembered = (key) => {
+      const b = this.state.base(key);
+      return b?.sig ? { sig: b.sig, hash: b.hash } : undefined;
+    };
     const rejections = new Rejections(o.log, o.observer);
     this.reconciler = new Reconciler(
       o,

@@ -3,7 +3,7 @@ import { ConflictError, InvalidKeyError, ItemRejectedError, StoreConfigError, St
 import { keyKind, type Key } from '../core/keys.js';
 import { forEachLimit } from '../core/limit.js';
 import type { Item, Store } from '../core/store.js';
-import type { FileIdentity, Mirror } from '../mirror/mirror.js';
+import { identityOfState, signatureOf, type FileIdentity, type Mirror } from '../mirror/mirror.js';
 import { resolveConflict, type ConflictPolicy } from './conflict.js';
 import type { DeleteWindow } from './guard.js';
 import { validateContent } from '../core/canonical.js';
@@ -18,6 +18,9 @@ export const isOutage = (err: unknown): boolean =>
   err instanceof StoreError && !(err instanceof ConflictError) && !(err instanceof ItemRejectedError) && !(err instanceof StoreConfigError);
 
 const MAX_CAS_RETRIES = 3;
+
+/** The signature remembered with a base entry, when the local file's identity is known. */
+const sigOf = (id: FileIdentity | null | undefined): string | undefined => (id ? signatureOf(id) : undefined);
 const EXECUTE_PARALLEL = 16;
 
 export interface ExecutorDeps {
@@ -147,11 +150,11 @@ export class Executor {
   }
 
   /** Reads the local file and checks it is still what was planned (the proxy may have written meanwhile). */
-  private async localStillAsPlanned(p: Plan): Promise<{ same: boolean; data?: Uint8Array; hash?: string }> {
+  private async localStillAsPlanned(p: Plan): Promise<{ same: boolean; data?: Uint8Array; hash?: string; id?: FileIdentity | null }> {
     const { state, data } = await this.d.mirror.inspect(p.key, true);
     const now = localSide(state);
     const same = now.kind === p.local.kind && (now.kind !== 'valid' || (p.local.kind === 'valid' && now.hash === p.local.hash));
-    return { same, data, hash: now.kind === 'valid' ? now.hash : undefined };
+    return { same, data, hash: now.kind === 'valid' ? now.hash : undefined, id: identityOfState(state) };
   }
 
   private async doPull(p: Plan, mode: SyncMode, report: ReconcileReport, since?: number): Promise<'done' | 'replan'> {
@@ -172,7 +175,7 @@ export class Executor {
       this.d.log.debug({ key: p.key }, `pull ${p.key}: the local file changed since planning; re-planning`);
       return 'replan';
     }
-    this.synced('pull', p.key, { hash: side.hash, version: item.version }, report, since);
+    this.synced('pull', p.key, { hash: side.hash, version: item.version, sig: sigOf(w.identity) }, report, since);
     if (w.status === 'replaced') return this.replacedLocalWrite(p, mode, item, w.replaced, w.identity, report);
     return 'done';
   }
@@ -217,7 +220,7 @@ export class Executor {
   private async doPush(p: Plan, report: ReconcileReport, since?: number): Promise<'done' | 'replan'> {
     // Content read with the hash the plan was judged on is sent as it is: a write landing after that
     // read has its own watcher event and is pushed by the next pass, on the version this push leaves.
-    const check = p.localData && p.local.kind === 'valid' ? { same: true, data: p.localData, hash: p.local.hash } : await this.localStillAsPlanned(p);
+    const check = p.localData && p.local.kind === 'valid' ? { same: true, data: p.localData, hash: p.local.hash, id: p.localId } : await this.localStillAsPlanned(p);
     if (!check.same || !check.data || !check.hash) return 'replan';
     const ifVersion = p.remote.kind === 'absent' ? null : (p.remoteVersion ?? null);
     // Write-ahead: a crash after the put and before the base is saved must not make our own push look like someone else's.
@@ -235,7 +238,7 @@ export class Executor {
     } finally {
       if (this.inFlight.get(p.key) === version) this.inFlight.delete(p.key);
     }
-    this.synced('push', p.key, { hash: check.hash, version: entry.version }, report, since);
+    this.synced('push', p.key, { hash: check.hash, version: entry.version, sig: sigOf(check.id) }, report, since);
     this.d.state.resolveIntents(p.key);
     return 'done';
   }
@@ -257,7 +260,7 @@ export class Executor {
     const kind = keyKind(p.key);
     switch (p.action) {
       case 'in-sync':
-        if (p.local.kind === 'valid' && p.remoteVersion) state.setBase(p.key, { hash: p.local.hash, version: p.remoteVersion });
+        if (p.local.kind === 'valid' && p.remoteVersion) state.setBase(p.key, { hash: p.local.hash, version: p.remoteVersion, sig: sigOf(p.localId) });
         state.clearPending(p.key);
         rejections.clear(p.key);
         return 'done';

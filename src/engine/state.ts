@@ -7,6 +7,11 @@ import type { Key } from '../core/keys.js';
 export interface BaseEntry {
   readonly hash: string;
   readonly version: string;
+  /**
+   * The local file's stat signature when it was synced: a scan trusts `hash` for a file whose
+   * signature is unchanged instead of reading it (see `Mirror.remembered`).
+   */
+  readonly sig?: string;
 }
 
 /** A local change not yet in the store (store unreachable or write failed). */
@@ -244,8 +249,8 @@ export class StateFile {
 
   setBase(key: Key, entry: BaseEntry): void {
     const cur = this.baseMap.get(key);
-    if (cur && cur.hash === entry.hash && cur.version === entry.version) return;
-    const e = { hash: entry.hash, version: entry.version };
+    if (cur && cur.hash === entry.hash && cur.version === entry.version && cur.sig === entry.sig) return;
+    const e: BaseEntry = entry.sig ? { hash: entry.hash, version: entry.version, sig: entry.sig } : { hash: entry.hash, version: entry.version };
     this.baseMap.set(key, e);
     this.changedBase.set(key, e);
   }

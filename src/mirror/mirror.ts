@@ -82,6 +82,11 @@ interface CacheEntry {
 
 const ABSENT: LocalState = { present: false };
 const sigOfId = (st: FileIdentity): string => `${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+
+/** A file's stat signature (inode, size, mtime and ctime in ns) as a string: what `Mirror.remembered` answers with. */
+export function signatureOf(id: FileIdentity): string {
+  return sigOfId(id);
+}
 const sigOf = (st: import('node:fs').BigIntStats): string => sigOfId(identityOf(st));
 /** File-system calls in flight during a scan: the thread pool, not the disk, is the limit. */
 const SCAN_PARALLEL = 32;
@@ -99,6 +104,12 @@ export class Mirror {
   private readonly dirsToSync = new Set<string>();
 
   private readonly statCache: boolean;
+  /**
+   * What the caller remembers of a key's file from the last sync (its signature and content hash; the
+   * engine keeps them in the state): a file whose signature is unchanged is not read again on a scan,
+   * also after a restart, when the in-memory cache is empty.
+   */
+  remembered?: (key: Key) => { readonly sig: string; readonly hash: string } | undefined;
 
   /**
    * `maxItemBytes`: a local file larger than this is an invalid item (default 1 MiB). `statCache:
@@ -147,6 +158,14 @@ export class Mirror {
     const sig = sigOf(st);
     const cached = this.cache.get(key);
     if (!fresh && cached && cached.sig === sig) return { state: cached.state };
+    if (!fresh) {
+      const known = this.remembered?.(key);
+      if (known && known.sig === sig) {
+        const state = withIdentity({ present: true, valid: true, hash: known.hash } as const, identityOf(st));
+        if (this.statCache) this.cache.set(key, { sig, state });
+        return { state };
+      }
+    }
     let data: Uint8Array | null;
     try {
       data = scanned ? await this.tree.readScanned(scanned) : await this.tree.read(key);

@@ -3,6 +3,7 @@ import { readdir, rename, stat, symlink, writeFile, mkdir, rm } from 'node:fs/pr
 import { join } from 'node:path';
 import { makeEngine, auth, type Harness } from './harness.js';
 import { createDirStore } from '../../src/stores/dir.js';
+import { Mirror } from '../../src/mirror/mirror.js';
 import { StoreError } from '../../src/core/errors.js';
 import type { Change, Store } from '../../src/core/store.js';
 import { waitFor, sleep } from '../support/wait.js';
@@ -452,6 +453,30 @@ describe('engine: outages lose nothing', () => {
     await waitFor('ready again', () => x.engine.ready);
     // The file is visible in the store a moment before the write returns and the queue entry is cleared.
     await waitFor('pending queue drained', () => x.engine.state.pendingKeys().length === 0);
+  });
+});
+
+describe('engine: remembered file signatures', () => {
+  it('a restarted engine does not read files unchanged since their last sync; a file changed meanwhile is read and pushed', async () => {
+    const one = await h();
+    await one.local.put(A, auth({ v: 1 }));
+    await one.local.put(B, auth({ v: 1 }));
+    await one.engine.reconcile();
+    expect(one.engine.state.base(A)?.sig).toMatch(/^\d+:\d+:\d+:\d+$/);
+    await one.engine.close();
+    await one.local.put(B, auth({ v: 2 }));
+    const two = await h({ storePath: one.storePath, mirrorPath: one.mirrorPath });
+    const reads: string[] = [];
+    const mirror = (two.engine as unknown as { o: { mirror: Mirror } }).o.mirror;
+    const readScanned = mirror.tree.readScanned.bind(mirror.tree);
+    mirror.tree.readScanned = async (f) => {
+      reads.push(f.key);
+      return readScanned(f);
+    };
+    const r = await two.engine.reconcile();
+    expect(reads).toEqual([B]);
+    expect(r.pushed).toEqual([B]);
+    expect(await two.remote.get(B)).toBe(auth({ v: 2 }));
   });
 });
 

@@ -5,9 +5,9 @@
  */
 import { describe, it, expect } from 'vitest';
 import { execFileSync } from 'node:child_process';
-import { mkdir, rename, rm, symlink } from 'node:fs/promises';
+import { mkdir, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Mirror, unreadableReason } from '../../src/mirror/mirror.js';
+import { identityOfState, Mirror, signatureOf, unreadableReason } from '../../src/mirror/mirror.js';
 import { contentHash } from '../../src/core/canonical.js';
 import { tempDir } from '../support/tmp.js';
 import { put } from '../support/files.js';
@@ -100,6 +100,34 @@ describe('Mirror: nothing it cannot see or read is absent', () => {
       const scan = await m.scan({ known: ['auths/team/a.json', 'auths/other.json'] });
       expect([...scan.items.keys()]).toEqual(['auths/team/a.json']);
       expect(scan.unreadable).toEqual([]);
+    } finally {
+      await d.remove();
+    }
+  });
+});
+
+describe('Mirror.remembered: what the last sync knew of a file', () => {
+  it('a file whose stat signature is unchanged is not read by a scan (also after a restart); a changed one is', async () => {
+    const d = await tempDir();
+    try {
+      const first = new Mirror(d.path);
+      await first.init();
+      await writeFile(join(d.path, 'auths', 'r.json'), '{"v":1}');
+      const seen = (await first.scan()).items.get('auths/r.json')!;
+      const sig = signatureOf(identityOfState(seen)!);
+      // A new process (empty in-memory cache) that remembers the signature with a hash: the scan trusts it.
+      const restarted = new Mirror(d.path, { statCache: false });
+      restarted.remembered = (k) => (k === 'auths/r.json' ? { sig, hash: 'remembered-hash' } : undefined);
+      expect((await restarted.scan()).items.get('auths/r.json')).toMatchObject({ present: true, valid: true, hash: 'remembered-hash' });
+      // Rewritten (same size, new inode and times): read and hashed again.
+      await writeFile(join(d.path, 'auths', 'r.tmp'), '{"v":2}');
+      await rename(join(d.path, 'auths', 'r.tmp'), join(d.path, 'auths', 'r.json'));
+      const now = (await restarted.scan()).items.get('auths/r.json');
+      expect(now).toMatchObject({ present: true, valid: true });
+      expect(now && now.present && now.valid ? now.hash : null).not.toBe('remembered-hash');
+      // A fresh inspection (the watcher's) never trusts it.
+      restarted.remembered = (k) => (k === 'auths/r.json' ? { sig: signatureOf(identityOfState(now!)!), hash: 'remembered-hash' } : undefined);
+      expect((await restarted.inspect('auths/r.json', true)).state).not.toMatchObject({ hash: 'remembered-hash' });
     } finally {
       await d.remove();
     }
