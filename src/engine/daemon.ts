@@ -22,6 +22,8 @@ export class Daemon {
   private readonly log: Logger;
   private readonly dirty = new Map<Key, number>();
   private readonly dirtyFromStore = new Set<Key>();
+  /** Keys a local event marked (their file is read afresh; a key only the store announced may trust the stat cache). */
+  private readonly dirtyLocal = new Set<Key>();
   /** Keys reported early (renamed into place): read now, but an invalid read is not yet a rejection. */
   private readonly tentative = new Set<Key>();
   private fullRequested = false;
@@ -89,6 +91,7 @@ export class Daemon {
         if (tentative) this.tentative.add(k);
       } else if (!tentative) this.tentative.delete(k);
       if (fromStore) this.dirtyFromStore.add(k);
+      else this.dirtyLocal.add(k);
     }
     this.kick();
   }
@@ -109,6 +112,7 @@ export class Daemon {
             this.fullRequested = false;
             this.dirty.clear();
             this.dirtyFromStore.clear();
+            this.dirtyLocal.clear();
             this.tentative.clear();
             await this.r.fullPass('sync');
             if (!this.storeWatchStarted) await this.startStoreWatch();
@@ -122,12 +126,14 @@ export class Daemon {
             const batch = new Map(this.dirty);
             const fromStore = new Set([...batch.keys()].filter((k) => this.dirtyFromStore.delete(k)));
             const tentative = new Set([...batch.keys()].filter((k) => this.tentative.delete(k)));
+            const local = new Set([...batch.keys()].filter((k) => this.dirtyLocal.delete(k)));
             this.dirty.clear();
             try {
-              await this.r.keysPass(batch, fromStore, tentative);
+              await this.r.keysPass(batch, fromStore, tentative, local);
             } catch (err) {
               for (const [k, t] of batch) if (!this.dirty.has(k)) this.dirty.set(k, t);
               for (const k of fromStore) this.dirtyFromStore.add(k);
+              for (const k of local) this.dirtyLocal.add(k);
               throw err;
             }
           }

@@ -92,6 +92,7 @@ export class Engine {
   }
 
   async close(): Promise<void> {
+    await this.state.close();
     await this.o.store.close();
   }
 }

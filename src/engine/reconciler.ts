@@ -188,11 +188,11 @@ export class Reconciler {
   }
 
   /** Plans the given keys from fresh inspections; the store is read only for keys that need it (see `keysToRead`). */
-  async planKeys(keys: Key[], announced: (key: Key) => boolean): Promise<Plan[]> {
+  async planKeys(keys: Key[], announced: (key: Key) => boolean, fresh: (key: Key) => boolean = () => true): Promise<Plan[]> {
     const locals = new Map<Key, LocalState>();
     const data = new Map<Key, Uint8Array>();
     await forEachLimit(keys, FETCH_PARALLEL * 4, async (key) => {
-      const got = await this.o.mirror.inspect(key, true);
+      const got = await this.o.mirror.inspect(key, fresh(key));
       locals.set(key, got.state);
       if (got.data) data.set(key, got.data);
     });
@@ -300,11 +300,14 @@ export class Reconciler {
   }
 
   /** A targeted pass over keys the watchers reported (`since`: when each was first seen, for latency metrics). */
-  async keysPass(keys: ReadonlyMap<Key, number>, fromStore: ReadonlySet<Key>, tentative: ReadonlySet<Key> = new Set()): Promise<void> {
+  async keysPass(keys: ReadonlyMap<Key, number>, fromStore: ReadonlySet<Key>, tentative: ReadonlySet<Key> = new Set(), local?: ReadonlySet<Key>): Promise<void> {
     const report = emptyReport();
     try {
+      // A key only the store announced trusts the mirror's stat cache for its local side (an unchanged
+      // file is not read again); a local event always reads the file. The guarded write re-checks either way.
+      const fresh = (k: Key): boolean => !local || !fromStore.has(k) || local.has(k);
       // A file read early (just renamed into place) that is not valid yet is left for its quiet-time report.
-      const plans = (await this.planKeys([...keys.keys()], (k) => fromStore.has(k))).filter((p) => !(tentative.has(p.key) && p.action === 'reject-local'));
+      const plans = (await this.planKeys([...keys.keys()], (k) => fromStore.has(k), fresh)).filter((p) => !(tentative.has(p.key) && p.action === 'reject-local'));
       await this.guard(plans, 'sync', Math.max(this.lastStoreCount, this.state.baseCount), report);
       await this.executor.executeAll(plans, 'sync', report, keys);
     } catch (err) {
