@@ -1,5 +1,5 @@
 import { open, rename, unlink, mkdir, chmod, type FileHandle } from 'node:fs/promises';
-import { constants, linkSync, lstatSync, renameSync, statSync, unlinkSync } from 'node:fs';
+import { closeSync, constants, fstatSync, linkSync, lstatSync, openSync, readSync, renameSync, statSync, unlinkSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { dirname, join } from 'node:path';
 
@@ -143,20 +143,24 @@ export interface ReadOptions {
  * anything but a regular file — a FIFO, a socket, a device, a directory — is refused with
  * FileRefusedError, as is a file larger than `maxBytes` (checked on the size and while reading, so a
  * growing file is caught too). A symlink in the last component without `follow` fails with ELOOP.
+ *
+ * The system calls are synchronous: items are small files, usually just written (in the page cache),
+ * read in microseconds, where each asynchronous call costs a thread-pool round trip (about 0.1 ms: a
+ * read measured 0.4 ms that way, 0.015 ms this way). The async signature stays for the callers.
  */
 export async function readRegular(path: string, o: ReadOptions = {}): Promise<Buffer> {
   const maxBytes = o.maxBytes ?? DEFAULT_MAX_ITEM_BYTES;
   const flags = constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY | (o.follow ? 0 : constants.O_NOFOLLOW);
-  let fh: FileHandle;
+  let fd: number;
   try {
-    fh = await open(path, flags);
+    fd = openSync(path, flags);
   } catch (err) {
     // A Unix socket cannot be opened at all.
     if ((err as NodeJS.ErrnoException).code === 'ENXIO') throw new FileRefusedError('not a regular file (a socket or a device without a reader)', 'special');
     throw err;
   }
   try {
-    const st = await fh.stat();
+    const st = fstatSync(fd);
     if (!st.isFile()) throw new FileRefusedError(`not a regular file (${fileKind(st)})`, st.isDirectory() ? 'directory' : 'special');
     if (st.size > maxBytes) throw new FileRefusedError(tooLargeReason(st.size, maxBytes), 'too-large');
     let buf = Buffer.allocUnsafe(Math.min(maxBytes, st.size) + 1);
@@ -169,7 +173,7 @@ export async function readRegular(path: string, o: ReadOptions = {}): Promise<Bu
         buf = bigger;
       }
       const want = buf.length - total;
-      const { bytesRead } = await fh.read(buf, total, want, null);
+      const bytesRead = readSync(fd, buf, total, want, null);
       if (bytesRead === 0) break;
       total += bytesRead;
       // A regular file returns less than asked only at its end: no extra read to see 0 (the buffer is
@@ -178,7 +182,7 @@ export async function readRegular(path: string, o: ReadOptions = {}): Promise<Bu
     }
     return buf.subarray(0, total);
   } finally {
-    await fh.close();
+    closeSync(fd);
   }
 }
 

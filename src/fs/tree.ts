@@ -1,3 +1,4 @@
+import { realpathSync, statSync } from 'node:fs';
 import { lstat, readdir, realpath, stat } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
 import { validateKey, keyProblem, type Key, CONFIG_KEY, RESERVED_PREFIX, MAX_KEY_BYTES, AUTH_PREFIX } from '../core/keys.js';
@@ -138,7 +139,7 @@ export class FileTree {
     let probe = path;
     for (;;) {
       try {
-        const real = await realpath(probe);
+        const real = realpathSync(probe);
         if (!(await this.inside(real))) throw new ContainmentError(`${key}: resolves outside ${this.root} (symlink)`);
         return;
       } catch (err) {
@@ -219,7 +220,8 @@ export class FileTree {
 
   async statOf(key: Key): Promise<import('node:fs').BigIntStats | null> {
     try {
-      return await stat(this.pathOf(key), { bigint: true });
+      // Synchronous: microseconds, where an asynchronous stat is a thread-pool round trip (see readRegular).
+      return statSync(this.pathOf(key), { bigint: true, throwIfNoEntry: false }) ?? null;
     } catch (err) {
       if (isNotFound(err)) return null;
       throw err;
