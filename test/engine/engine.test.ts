@@ -447,7 +447,9 @@ describe('engine: outages lose nothing', () => {
     await x.local.put(A, auth({ during: 'outage' }));
     await waitFor('store marked down', () => !x.engine.storeUp);
     expect(x.engine.ready).toBe(false);
-    expect(x.engine.state.pendingKeys()).toContain(A);
+    // A pass that failed while the file was still being written in place saw it incomplete (not yet a
+    // change); the retry queues it.
+    await waitFor('the change queued', () => x.engine.state.pendingKeys().includes(A));
     store.down = false;
     await waitFor('pushed after recovery', async () => (await t.remote.get(A)) !== null, 5000);
     await waitFor('ready again', () => x.engine.ready);
