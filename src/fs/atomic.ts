@@ -187,10 +187,9 @@ export async function readRegular(path: string, o: ReadOptions = {}): Promise<Bu
       }
       const want = buf.length - total;
       const bytesRead = readSync(fd, buf, total, want, null);
-      if (bytesRead === 0) break;
       total += bytesRead;
-      // A regular file returns less than asked only at its end: no extra read to see 0 (the buffer is
-      // one byte larger than the size seen, so a file that grew meanwhile fills it and is read on).
+      // A regular file returns less than asked (0 included) only at its end: no extra read to see 0 (the
+      // buffer is one byte larger than the size seen, so a file that grew meanwhile fills it and is read on).
       if (bytesRead < want) break;
     }
     return buf.subarray(0, total);

@@ -81,13 +81,11 @@ interface CacheEntry {
 }
 
 const ABSENT: LocalState = { present: false };
-const sigOfId = (st: FileIdentity): string => `${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
-
-/** A file's stat signature (inode, size, mtime and ctime in ns) as a string: what `Mirror.remembered` answers with. */
+/** A file's stat signature (inode, size, mtime and ctime in ns) as a string: what the cache and `Mirror.remembered` compare. */
 export function signatureOf(id: FileIdentity): string {
-  return sigOfId(id);
+  return `${id.ino}:${id.size}:${id.mtimeNs}:${id.ctimeNs}`;
 }
-const sigOf = (st: import('node:fs').BigIntStats): string => sigOfId(identityOf(st));
+const sigOf = (st: import('node:fs').BigIntStats): string => signatureOf(identityOf(st));
 /** File-system calls in flight during a scan: the thread pool, not the disk, is the limit. */
 const SCAN_PARALLEL = 32;
 
@@ -242,7 +240,7 @@ export class Mirror {
     const r = await this.tree.writeGuarded(key, data, expected, { syncDir: false, verify: this.verifier(key, expectedHash) });
     if (r.status === 'changed') return r;
     this.dirsToSync.add(dirname(this.tree.pathOf(key)));
-    if (r.identity && this.statCache) this.cache.set(key, { sig: sigOfId(r.identity), state: withIdentity({ present: true, valid: true, hash }, r.identity) });
+    if (r.identity && this.statCache) this.cache.set(key, { sig: signatureOf(r.identity), state: withIdentity({ present: true, valid: true, hash }, r.identity) });
     else this.cache.delete(key);
     return r;
   }
